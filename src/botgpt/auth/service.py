@@ -1,0 +1,325 @@
+"""Accounts: registration, login sessions, API keys, and who a request acts as."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from botgpt.auth.models import ApiKey, RefreshToken, User
+from botgpt.auth.security import (
+    API_KEY_PREFIX,
+    TokenCodec,
+    digest,
+    hash_password,
+    new_api_key,
+    new_refresh_token,
+    verify_password,
+)
+from botgpt.exceptions import AuthenticationFailed, Conflict, NotFound, PermissionDenied
+from botgpt.ids import new_id, utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the user, and whether the credential may act for other users."""
+
+    user_id: str
+    is_admin: bool
+    is_service: bool
+    kind: str  # "jwt" | "api_key"
+    session_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    """A fresh access token and refresh token."""
+
+    access_token: str
+    refresh_token: str
+    expires_in: int
+
+
+class _TTLCache:
+    """A tiny time-bounded cache; credentials are re-checked against the database after `ttl`."""
+
+    def __init__(self, ttl: float, max_size: int = 10_000) -> None:
+        self.ttl = ttl
+        self.max_size = max_size
+        self._data: dict[str, tuple[float, Principal | bool]] = {}
+
+    def get(self, key: str) -> Principal | bool | None:
+        hit = self._data.get(key)
+        if hit is None or hit[0] < time.monotonic():
+            return None
+        return hit[1]
+
+    def put(self, key: str, value: Principal | bool) -> None:
+        if self.ttl <= 0:
+            return
+        if len(self._data) >= self.max_size:
+            self._data.clear()
+        self._data[key] = (time.monotonic() + self.ttl, value)
+
+    def drop(self, key: str) -> None:
+        self._data.pop(key, None)
+
+
+class AuthService:
+    """Credentials and principals; one instance per app, sessions passed per call."""
+
+    def __init__(self, codec: TokenCodec, refresh_days: int, key_cache_seconds: float) -> None:
+        self.codec = codec
+        self.refresh_ttl = timedelta(days=refresh_days)
+        self._keys = _TTLCache(key_cache_seconds)
+        # Revocation of a login session must show quickly; a short TTL bounds the staleness
+        # other processes see, and this process drops its entry at logout.
+        self._sessions = _TTLCache(min(key_cache_seconds, 5.0))
+
+    # -- users -------------------------------------------------------------------------------
+    async def register(
+        self, db: AsyncSession, email: str, password: str, display_name: str | None
+    ) -> User:
+        """Create a user with an argon2-hashed password."""
+        user = User(
+            id=new_id(),
+            email=email.lower(),
+            display_name=display_name,
+            password_hash=await hash_password(password),
+        )
+        db.add(user)
+        try:
+            await db.commit()
+        except IntegrityError as e:
+            await db.rollback()
+            raise Conflict("An account with this email already exists.") from e
+        return user
+
+    async def get_user(self, db: AsyncSession, user_id: str) -> User:
+        """Load a user by id."""
+        user = await db.get(User, user_id)
+        if user is None or not user.is_active:
+            raise NotFound("User not found.")
+        return user
+
+    async def login(self, db: AsyncSession, email: str, password: str) -> TokenPair:
+        """Check a password and open a login session."""
+        user = (await db.execute(select(User).where(User.email == email.lower()))).scalar()
+        if (
+            user is None
+            or user.password_hash is None
+            or not user.is_active
+            or not await verify_password(user.password_hash, password)
+        ):
+            raise AuthenticationFailed("Wrong email or password.")
+        return await self._issue(db, user.id, new_id())
+
+    async def _issue(self, db: AsyncSession, user_id: str, family_id: str) -> TokenPair:
+        token, token_hash = new_refresh_token()
+        db.add(
+            RefreshToken(
+                user_id=user_id,
+                family_id=family_id,
+                token_hash=token_hash,
+                expires_at=utcnow() + self.refresh_ttl,
+            )
+        )
+        await db.commit()
+        return TokenPair(
+            access_token=self.codec.issue_access(user_id, family_id),
+            refresh_token=token,
+            expires_in=self.codec.access_ttl_seconds,
+        )
+
+    async def refresh(self, db: AsyncSession, refresh_token: str) -> TokenPair:
+        """Rotate a refresh token; reuse of a rotated token ends the whole session."""
+        row = (
+            await db.execute(
+                select(RefreshToken).where(RefreshToken.token_hash == digest(refresh_token))
+            )
+        ).scalar()
+        if row is None or row.expires_at < utcnow():
+            raise AuthenticationFailed("The refresh token is invalid or expired.")
+        if row.revoked_at is not None:
+            # A revoked token presented again means it leaked: end the session for everyone.
+            await self._revoke_family(db, row.family_id)
+            raise AuthenticationFailed("The refresh token was already used; please log in again.")
+        row.revoked_at = utcnow()
+        return await self._issue(db, row.user_id, row.family_id)
+
+    async def logout(
+        self, db: AsyncSession, principal: Principal, refresh_token: str | None
+    ) -> None:
+        """End the caller's login session: its refresh tokens and access tokens stop working."""
+        family = principal.session_id
+        if family is None and refresh_token:
+            row = (
+                await db.execute(
+                    select(RefreshToken).where(RefreshToken.token_hash == digest(refresh_token))
+                )
+            ).scalar()
+            if row is not None and row.user_id == principal.user_id:
+                family = row.family_id
+        if family is not None:
+            await self._revoke_family(db, family)
+
+    async def _revoke_family(self, db: AsyncSession, family_id: str) -> None:
+        await db.execute(
+            update(RefreshToken)
+            .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
+        await db.commit()
+        self._sessions.drop(family_id)
+
+    # -- credentials -> principal --------------------------------------------------------------
+    async def authenticate(self, db: AsyncSession, credential: str) -> Principal:
+        """Resolve a bearer credential (API key or access token) to a principal."""
+        if credential.startswith(API_KEY_PREFIX):
+            return await self._authenticate_key(db, credential)
+        claims = self.codec.verify_access(credential)
+        alive = self._sessions.get(claims.session_id)
+        if alive is None:
+            found = (
+                await db.execute(
+                    select(RefreshToken.id)
+                    .where(
+                        RefreshToken.family_id == claims.session_id,
+                        RefreshToken.revoked_at.is_(None),
+                    )
+                    .limit(1)
+                )
+            ).first()
+            alive = found is not None
+            self._sessions.put(claims.session_id, alive)
+        if not alive:
+            raise AuthenticationFailed("The session has ended; please log in again.")
+        user = await db.get(User, claims.user_id)
+        if user is None or not user.is_active:
+            raise AuthenticationFailed("The account is disabled.")
+        return Principal(user.id, user.is_admin, False, "jwt", claims.session_id)
+
+    async def _authenticate_key(self, db: AsyncSession, key: str) -> Principal:
+        key_hash = digest(key)
+        cached = self._keys.get(key_hash)
+        if isinstance(cached, Principal):
+            return cached
+        row = (
+            await db.execute(
+                select(ApiKey.id, ApiKey.is_service, User.id, User.is_admin)
+                .join(User, User.id == ApiKey.user_id)
+                .where(
+                    ApiKey.key_hash == key_hash,
+                    ApiKey.revoked_at.is_(None),
+                    User.is_active.is_(True),
+                )
+            )
+        ).first()
+        if row is None:
+            raise AuthenticationFailed("The API key is invalid or revoked.")
+        key_id, is_service, user_id, is_admin = row
+        await db.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=utcnow()))
+        await db.commit()
+        principal = Principal(user_id, is_admin, bool(is_service and is_admin), "api_key")
+        self._keys.put(key_hash, principal)
+        return principal
+
+    async def acting_user(self, db: AsyncSession, principal: Principal, user_id: str | None) -> str:
+        """The user a request acts for: a service key may name any user; others act as themselves.
+
+        A service key naming an unknown `user_id` provisions that external user, as the
+        replaced systems' clients send their own user ids.
+        """
+        if user_id is None or user_id == principal.user_id:
+            return principal.user_id
+        if not principal.is_service:
+            raise PermissionDenied("Only a service API key may act for another user.")
+        found = (
+            await db.execute(
+                select(User.id).where((User.id == user_id) | (User.external_id == user_id))
+            )
+        ).scalar()
+        if found is not None:
+            return str(found)
+        user = User(id=new_id(), external_id=user_id)
+        db.add(user)
+        try:
+            await db.commit()
+        except IntegrityError:
+            await db.rollback()
+            found = (await db.execute(select(User.id).where(User.external_id == user_id))).scalar()
+            if found is None:
+                raise
+            return str(found)
+        return user.id
+
+    # -- API keys ------------------------------------------------------------------------------
+    async def create_api_key(
+        self, db: AsyncSession, principal: Principal, name: str, service: bool
+    ) -> tuple[ApiKey, str]:
+        """Create a key for the caller; returns the row and the plaintext, shown once."""
+        if service and not principal.is_admin:
+            raise PermissionDenied("Only an admin may create a service key.")
+        plaintext, prefix, key_hash = new_api_key()
+        row = ApiKey(
+            user_id=principal.user_id,
+            name=name,
+            prefix=prefix,
+            key_hash=key_hash,
+            is_service=service,
+        )
+        db.add(row)
+        await db.commit()
+        return row, plaintext
+
+    async def list_api_keys(
+        self, db: AsyncSession, principal: Principal, offset: int, limit: int
+    ) -> tuple[list[ApiKey], int]:
+        """The caller's keys, newest first, with the total."""
+        where = ApiKey.user_id == principal.user_id
+        total = (await db.execute(select(func.count()).where(where))).scalar_one()
+        rows = (
+            await db.execute(
+                select(ApiKey)
+                .where(where)
+                .order_by(ApiKey.created_at.desc())
+                .offset(offset)
+                .limit(limit)
+            )
+        ).scalars()
+        return list(rows), int(total)
+
+    async def revoke_api_key(self, db: AsyncSession, principal: Principal, key_id: str) -> None:
+        """Revoke one of the caller's keys."""
+        row = await db.get(ApiKey, key_id)
+        if row is None or row.user_id != principal.user_id:
+            raise NotFound("API key not found.")
+        if row.revoked_at is None:
+            row.revoked_at = utcnow()
+            await db.commit()
+        self._keys.drop(row.key_hash)
+
+    async def ensure_admin(self, db: AsyncSession, email: str) -> str | None:
+        """Create the first admin with a service key if there is no admin; return the key."""
+        exists = (await db.execute(select(User.id).where(User.is_admin.is_(True)).limit(1))).first()
+        if exists is not None:
+            return None
+        admin = User(id=new_id(), email=email, display_name="Administrator", is_admin=True)
+        db.add(admin)
+        await db.flush()
+        plaintext, prefix, key_hash = new_api_key()
+        db.add(
+            ApiKey(
+                user_id=admin.id,
+                name="bootstrap admin key",
+                prefix=prefix,
+                key_hash=key_hash,
+                is_service=True,
+            )
+        )
+        await db.commit()
+        return plaintext

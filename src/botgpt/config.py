@@ -1,0 +1,121 @@
+"""Settings: one validated object read from BOTGPT_* environment variables and .env."""
+
+from __future__ import annotations
+
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+WEAK_SECRETS = {"changeme", "change-me", "secret", "dev", "development", "password", "test"}
+
+
+class Settings(BaseSettings):
+    """Every tunable of the service; invalid values stop the start with the variable's name."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BOTGPT_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    environment: Literal["development", "production", "test"] = "development"
+    data_dir: Path = Path("./data")
+    database_url: str = ""
+    db_pool_size: int = Field(10, ge=1, le=200)
+    redis_url: str = ""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    log_level: str = "INFO"
+    log_json: bool = True
+    cors_origins: list[str] = []
+
+    jwt_secret: SecretStr | None = None
+    access_token_minutes: int = Field(15, ge=1, le=24 * 60)
+    refresh_token_days: int = Field(30, ge=1, le=365)
+    api_key_cache_seconds: float = Field(30.0, ge=0)
+
+    llm_provider: Literal["local", "openai", "anthropic", "fake"] = "local"
+    llm_base_url: str = "https://api.openai.com/v1"
+    llm_api_key: SecretStr | None = None
+    llm_model: str = ""
+    llm_max_tokens: int = Field(512, ge=1)
+    llm_temperature: float = Field(0.7, ge=0, le=2)
+    llm_timeout_seconds: float = Field(60.0, gt=0)
+    llm_connect_timeout_seconds: float = Field(5.0, gt=0)
+    llm_retry_attempts: int = Field(3, ge=1, le=10)
+    llm_retry_base_seconds: float = Field(0.5, ge=0)
+    llm_retry_max_seconds: float = Field(20.0, ge=0)
+    default_system_prompt: str = (
+        "You are BOT GPT, a helpful, accurate assistant. Answer clearly and concisely."
+    )
+    context_max_tokens: int = Field(
+        4000, ge=256, description="Trim history above this many prompt tokens (the seeds' rule)."
+    )
+    reply_reserve_tokens: int = Field(512, ge=16)
+    history_max_messages: int = Field(50, ge=2, le=1000)
+    llm_prices: dict[str, tuple[float, float]] = Field(
+        default_factory=dict,
+        description="USD per million (input, output) tokens by model name, as JSON.",
+    )
+    title_max_chars: int = Field(60, ge=10, le=200)
+
+    admin_email: str = "admin@botgpt.local"
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_db_url(cls, v: str) -> str:
+        if v and not v.startswith(
+            ("sqlite+aiosqlite://", "postgresql+asyncpg://", "postgresql://")
+        ):
+            raise ValueError(
+                "BOTGPT_DATABASE_URL must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
+            )
+        if v.startswith("postgresql://"):
+            v = "postgresql+asyncpg://" + v[len("postgresql://") :]
+        return v
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _check_secret(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is None:
+            return v
+        raw = v.get_secret_value()
+        if raw.lower() in WEAK_SECRETS or len(raw) < 32:
+            raise ValueError("BOTGPT_JWT_SECRET must be at least 32 random characters")
+        return v
+
+    @model_validator(mode="after")
+    def _check_provider(self) -> Settings:
+        if self.llm_provider == "anthropic" and self.llm_api_key is None:
+            raise ValueError("BOTGPT_LLM_API_KEY is required when BOTGPT_LLM_PROVIDER=anthropic")
+        if self.environment == "production" and self.jwt_secret is None:
+            raise ValueError("BOTGPT_JWT_SECRET must be set in production")
+        return self
+
+    @cached_property
+    def effective_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file in the data folder."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'botgpt.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether the relational store is SQLite."""
+        return self.effective_database_url.startswith("sqlite")
+
+    def jwt_key(self) -> str:
+        """The JWT signing key: from settings, else generated once and kept in the data folder."""
+        if self.jwt_secret is not None:
+            return self.jwt_secret.get_secret_value()
+        path = self.data_dir / "jwt_secret"
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        path.write_text(key)
+        path.chmod(0o600)
+        return key

@@ -1,0 +1,171 @@
+"""Request and response shapes of the conversations API (seed-compatible aliases included)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, Field, field_validator, model_validator
+
+MODE_ALIASES = {
+    "open": "open",
+    "open_chat": "open",
+    "chat": "open",
+    "grounded": "grounded",
+    "grounded_rag": "grounded",
+    "rag_mode": "grounded",
+    "rag": "grounded",
+}
+
+MessageText = Field(min_length=1, max_length=100_000)
+
+
+def _normalise_mode(value: Any) -> Any:
+    if isinstance(value, str):
+        mode = MODE_ALIASES.get(value.strip().lower())
+        if mode is None:
+            raise ValueError(f"mode must be one of {sorted(MODE_ALIASES)}")
+        return mode
+    return value
+
+
+class ConversationCreate(BaseModel):
+    """A new conversation with its first message (`first_message` or `message`)."""
+
+    first_message: str = Field(
+        min_length=1,
+        max_length=100_000,
+        validation_alias=AliasChoices("first_message", "message", "content"),
+    )
+    mode: Literal["open", "grounded"] = "open"
+    title: str | None = Field(default=None, min_length=1, max_length=200)
+    user_id: str | None = Field(
+        default=None, max_length=200, description="Service keys only: the user to act for."
+    )
+    document_ids: list[str] = Field(default_factory=list, max_length=100)
+
+    _mode = field_validator("mode", mode="before")(_normalise_mode)
+
+    @field_validator("first_message")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("the message must not be blank")
+        return v
+
+
+class MessageCreate(BaseModel):
+    """A new user message (`content` or `message`)."""
+
+    content: str = Field(
+        min_length=1, max_length=100_000, validation_alias=AliasChoices("content", "message")
+    )
+    document_ids: list[str] | None = Field(default=None, max_length=100)
+
+    @field_validator("content")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("the message must not be blank")
+        return v
+
+
+class ConversationUpdate(BaseModel):
+    """Fields a client may change on a conversation."""
+
+    title: str | None = Field(default=None, min_length=1, max_length=200)
+    archived: bool | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> ConversationUpdate:
+        if self.title is None and self.archived is None:
+            raise ValueError("nothing to update: send title and/or archived")
+        return self
+
+
+class UsagePublic(BaseModel):
+    """Token usage."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class MessageError(BaseModel):
+    """Why an assistant message failed."""
+
+    code: str
+    message: str
+
+
+class MessagePublic(BaseModel):
+    """One message of a conversation."""
+
+    id: str
+    seq: int
+    role: str
+    content: str
+    status: str
+    created_at: datetime
+    completed_at: datetime | None = None
+    reply_to_id: str | None = None
+    superseded: bool = False
+    model: str | None = None
+    provider: str | None = None
+    usage: UsagePublic | None = None
+    latency_ms: float | None = None
+    cost_usd: float | None = None
+    error: MessageError | None = None
+    citations: list[dict[str, Any]] | None = None
+    context_manifest: dict[str, Any] | None = None
+
+
+class ConversationSummary(BaseModel):
+    """A conversation in a list."""
+
+    id: str
+    title: str
+    mode: str
+    archived: bool
+    message_count: int
+    last_message_preview: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ConversationTotals(BaseModel):
+    """Usage and cost summed over a conversation."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost_usd: float
+
+
+class ConversationPublic(ConversationSummary):
+    """A conversation with its ordered history."""
+
+    user_id: str
+    usage: ConversationTotals
+    messages: list[MessagePublic]
+
+
+class ConversationList(BaseModel):
+    """A page of conversations, newest first."""
+
+    items: list[ConversationSummary]
+    total: int
+    page: int
+    limit: int
+    pages: int
+
+
+class TurnPublic(BaseModel):
+    """The result of a chat turn: the stored user message and the assistant's reply."""
+
+    conversation_id: str
+    title: str
+    mode: str
+    user_message: MessagePublic
+    assistant_message: MessagePublic
+    assistant_response: str = Field(description="The reply text (seed-compatible shortcut).")

@@ -1,0 +1,100 @@
+"""Conversation CRUD: list, get, rename/archive, delete; ownership enforced on every call."""
+
+from __future__ import annotations
+
+import math
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from botgpt.conversations.models import Conversation, Message
+from botgpt.conversations.schemas import (
+    ConversationList,
+    ConversationPublic,
+    ConversationSummary,
+    ConversationTotals,
+    ConversationUpdate,
+)
+from botgpt.conversations.views import conversation_summary, message_public
+from botgpt.exceptions import NotFound
+from botgpt.ids import utcnow
+from botgpt.pagination import Page
+
+
+async def get_owned(db: AsyncSession, owner_id: str, conversation_id: str) -> Conversation:
+    """Load a conversation the owner has; anyone else's is reported as missing."""
+    conv = await db.get(Conversation, conversation_id)
+    if conv is None or conv.user_id != owner_id:
+        raise NotFound("Conversation not found.")
+    return conv
+
+
+async def list_conversations(
+    db: AsyncSession, owner_id: str, page: Page, archived: bool
+) -> ConversationList:
+    """The owner's conversations, most recently active first."""
+    where = (Conversation.user_id == owner_id, Conversation.archived.is_(archived))
+    total = int((await db.execute(select(func.count()).where(*where))).scalar_one())
+    rows = (
+        await db.execute(
+            select(Conversation)
+            .where(*where)
+            .order_by(Conversation.updated_at.desc(), Conversation.id)
+            .offset(page.offset)
+            .limit(page.limit)
+        )
+    ).scalars()
+    return ConversationList(
+        items=[conversation_summary(c) for c in rows],
+        total=total,
+        page=page.page,
+        limit=page.limit,
+        pages=math.ceil(total / page.limit) if total else 0,
+    )
+
+
+async def get_conversation(
+    db: AsyncSession, owner_id: str, conversation_id: str
+) -> ConversationPublic:
+    """A conversation with its full history in sequence order."""
+    conv = await get_owned(db, owner_id, conversation_id)
+    messages = (
+        await db.execute(
+            select(Message).where(Message.conversation_id == conv.id).order_by(Message.seq)
+        )
+    ).scalars()
+    summary = conversation_summary(conv)
+    return ConversationPublic(
+        **summary.model_dump(),
+        user_id=conv.user_id,
+        usage=ConversationTotals(
+            prompt_tokens=conv.prompt_tokens,
+            completion_tokens=conv.completion_tokens,
+            total_tokens=conv.prompt_tokens + conv.completion_tokens,
+            cost_usd=conv.cost_usd,
+        ),
+        messages=[message_public(m) for m in messages],
+    )
+
+
+async def update_conversation(
+    db: AsyncSession, owner_id: str, conversation_id: str, body: ConversationUpdate
+) -> ConversationSummary:
+    """Rename or (un)archive a conversation."""
+    conv = await get_owned(db, owner_id, conversation_id)
+    if body.title is not None:
+        conv.title = body.title.strip()
+    if body.archived is not None:
+        conv.archived = body.archived
+    conv.updated_at = utcnow()
+    await db.commit()
+    return conversation_summary(conv)
+
+
+async def delete_conversation(db: AsyncSession, owner_id: str, conversation_id: str) -> None:
+    """Delete a conversation and all its messages."""
+    conv = await get_owned(db, owner_id, conversation_id)
+    # Explicit delete: SQLite only cascades when foreign keys are on for the connection.
+    await db.execute(delete(Message).where(Message.conversation_id == conv.id))
+    await db.delete(conv)
+    await db.commit()

@@ -1,0 +1,99 @@
+"""Async engine and session factory for SQLite (sqlean + sqlite-vec) and PostgreSQL (asyncpg)."""
+
+from __future__ import annotations
+
+import types
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import sqlean
+import sqlite_vec
+from sqlalchemy.dialects.sqlite.aiosqlite import AsyncAdapt_aiosqlite_dbapi
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import DeclarativeBase
+
+_SQLITE_ERRORS = (
+    "DatabaseError",
+    "Error",
+    "IntegrityError",
+    "NotSupportedError",
+    "OperationalError",
+    "ProgrammingError",
+    "sqlite_version",
+    "sqlite_version_info",
+)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table."""
+
+
+def _sqlean_dbapi() -> Any:
+    # The stdlib sqlite3 of this Python cannot load extensions (sqlite-vec), so the
+    # aiosqlite adapter runs on sqlean; its exception classes must be sqlean's too or
+    # SQLAlchemy would not translate IntegrityError and friends.
+    shim = types.ModuleType("aiosqlite_sqlean")
+    shim.__dict__.update(aiosqlite.__dict__)
+    for name in _SQLITE_ERRORS:
+        setattr(shim, name, getattr(sqlean, name))
+    return AsyncAdapt_aiosqlite_dbapi(shim, sqlean)
+
+
+def sqlite_path(url: str) -> str:
+    """The file path of a sqlite+aiosqlite URL (':memory:' for none)."""
+    path = url.split("///", 1)[1] if "///" in url else ""
+    return path or ":memory:"
+
+
+def _make_sqlite_engine(url: str) -> AsyncEngine:
+    path = sqlite_path(url)
+    if path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+    def connect() -> Any:
+        conn = sqlean.connect(path, check_same_thread=False, timeout=30)
+        conn.enable_load_extension(True)
+        sqlite_vec.load(conn)
+        conn.enable_load_extension(False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
+    async def creator() -> Any:
+        return await aiosqlite.core.Connection(connect, iter_chunk_size=64)
+
+    # SQLite has one writer: a small pool avoids lock churn while letting reads overlap.
+    return create_async_engine(
+        url, async_creator=creator, module=_sqlean_dbapi(), pool_size=4, max_overflow=0
+    )
+
+
+def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
+    """Create the async engine for `url`."""
+    if url.startswith("sqlite"):
+        engine = _make_sqlite_engine(url)
+    else:
+        engine = create_async_engine(
+            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        )
+    return engine
+
+
+def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """A session factory that keeps objects usable after commit."""
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """Yield a session that is closed afterwards."""
+    async with factory() as session:
+        yield session

@@ -1,0 +1,62 @@
+"""FastAPI dependencies shared by routers: the container, DB sessions, the caller."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from botgpt.auth.service import AuthService, Principal
+from botgpt.config import Settings
+from botgpt.exceptions import AuthenticationFailed
+
+
+@dataclass
+class Container:
+    """Everything long-lived the app needs, built once at start."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    auth: AuthService
+    services: dict[str, Any] = field(default_factory=dict)
+
+
+def get_container(request: Request) -> Container:
+    """The app's container."""
+    container: Container = request.app.state.container
+    return container
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A database session for the request."""
+    async with request.app.state.container.sessions() as session:
+        yield session
+
+
+_bearer = HTTPBearer(auto_error=False, description="An access token or an API key (bgpt_...).")
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+
+
+async def get_principal(
+    request: Request,
+    db: Annotated[AsyncSession, Depends(get_session)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    api_key: Annotated[str | None, Depends(_api_key_header)],
+) -> Principal:
+    """Authenticate the caller from `Authorization: Bearer` or `X-API-Key`."""
+    credential = bearer.credentials if bearer is not None else api_key
+    if not credential:
+        raise AuthenticationFailed("Authentication required: send a bearer token or an API key.")
+    principal = await request.app.state.container.auth.authenticate(db, credential)
+    request.state.principal = principal
+    return principal  # type: ignore[no-any-return]
+
+
+ContainerDep = Annotated[Container, Depends(get_container)]
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

@@ -1,0 +1,88 @@
+"""The FastAPI application: routers, error handlers, middleware, lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+
+from botgpt import migrate
+from botgpt.auth.router import router as auth_router
+from botgpt.auth.security import TokenCodec
+from botgpt.auth.service import AuthService
+from botgpt.config import Settings
+from botgpt.conversations.router import router as conversations_router
+from botgpt.conversations.turn import ChatService
+from botgpt.db import make_engine, make_sessionmaker
+from botgpt.deps import Container
+from botgpt.errors import install_error_handlers
+from botgpt.idempotency import Replay
+from botgpt.llm.base import LLMProvider
+from botgpt.llm.factory import build_provider
+from botgpt.observability.middleware import RequestContextMiddleware
+from botgpt.observability.router import router as ops_router
+
+
+def build_container(settings: Settings, provider: LLMProvider | None = None) -> Container:
+    """Create the engine, services and provider for `settings`."""
+    engine = make_engine(settings.effective_database_url, settings.db_pool_size)
+    auth = AuthService(
+        TokenCodec(settings.jwt_key(), settings.access_token_minutes),
+        settings.refresh_token_days,
+        settings.api_key_cache_seconds,
+    )
+    container = Container(settings, engine, make_sessionmaker(engine), auth)
+    llm = provider or build_provider(settings)
+    container.services["llm"] = llm
+    container.services["chat"] = ChatService(settings, llm)
+    return container
+
+
+def create_app(
+    settings: Settings | None = None,
+    provider: LLMProvider | None = None,
+    *,
+    run_migrations: bool = True,
+) -> FastAPI:
+    """Build the application for `settings` (read from the environment when omitted)."""
+    settings = settings or Settings()
+    container = build_container(settings, provider)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if run_migrations:
+            await migrate.upgrade(container.engine)
+        yield
+        await container.services["llm"].aclose()
+        await container.engine.dispose()
+
+    app = FastAPI(
+        title="BOT GPT",
+        version="0.1.0",
+        description="Self-hosted conversational AI backend.",
+        lifespan=lifespan,
+    )
+    app.state.container = container
+    install_error_handlers(app)
+
+    @app.exception_handler(Replay)
+    async def _replay(_: Request, replay: Replay) -> JSONResponse:
+        return JSONResponse(
+            replay.body, status_code=replay.status_code, headers={"Idempotent-Replayed": "true"}
+        )
+
+    app.include_router(ops_router)
+    app.include_router(auth_router)
+    app.include_router(conversations_router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
+    app.add_middleware(RequestContextMiddleware)
+    return app

@@ -1,0 +1,8 @@
+"""Imports every table so metadata (Alembic, tests) sees the whole schema."""
+
+from botgpt.auth.models import ApiKey, RefreshToken, User
+from botgpt.conversations.models import Conversation, Message
+from botgpt.db import Base
+from botgpt.idempotency import IdempotencyRecord
+
+__all__ = ["ApiKey", "Base", "Conversation", "IdempotencyRecord", "Message", "RefreshToken", "User"]
