@@ -32,6 +32,7 @@ _LLM_STATUS: dict[type[llm_errors.LLMError], int] = {
     llm_errors.ProviderTimeout: 504,
     llm_errors.CircuitOpen: 503,
     llm_errors.ProviderRateLimited: 503,
+    llm_errors.ProviderUnavailable: 503,
 }
 
 

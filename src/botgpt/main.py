@@ -35,7 +35,7 @@ def build_container(settings: Settings, provider: LLMProvider | None = None) -> 
         settings.api_key_cache_seconds,
     )
     container = Container(settings, engine, make_sessionmaker(engine), auth)
-    llm = provider or build_provider(settings)
+    llm = build_provider(settings, provider)
     container.services["llm"] = llm
     container.services["chat"] = ChatService(settings, llm)
     return container

@@ -31,10 +31,10 @@ def build_base_provider(settings: Settings) -> LLMProvider:
     return LocalLlamaProvider()
 
 
-def build_provider(settings: Settings) -> LLMProvider:
-    """The configured provider with retries."""
+def build_provider(settings: Settings, base: LLMProvider | None = None) -> LLMProvider:
+    """The configured provider (or `base`) with retries."""
     return RetryingProvider(
-        build_base_provider(settings),
+        base or build_base_provider(settings),
         attempts=settings.llm_retry_attempts,
         base_wait=settings.llm_retry_base_seconds,
         max_wait=settings.llm_retry_max_seconds,
