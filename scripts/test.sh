@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Install everything the tests need, start a throwaway PostgreSQL (+pgvector) and
+# Redis on 127.0.0.1, lint, type-check, and run the whole suite on SQLite and PostgreSQL.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install.sh
+BOTGPT_TEST_PG_URL=$(scripts/start_postgres.sh | tail -n 1)
+export BOTGPT_TEST_PG_URL
+BOTGPT_TEST_REDIS_URL=$(scripts/start_redis.sh | tail -n 1)
+export BOTGPT_TEST_REDIS_URL
+.venv/bin/ruff check src tests bench
+.venv/bin/ruff format --check src tests bench
+.venv/bin/mypy
+exec .venv/bin/python -m pytest "$@"
