@@ -78,7 +78,9 @@ def build(method: str, path: str, body: dict[str, object] | None, key: str) -> b
 async def setup(port: int, admin_key: str, conversations: int) -> tuple[str, list[str]]:
     conn = Conn(port)
     await conn.open()
-    status, body = await conn.request(build("POST", "/api/v1/api-keys", {"name": "bench"}, admin_key))
+    status, body = await conn.request(
+        build("POST", "/api/v1/api-keys", {"name": "bench"}, admin_key)
+    )
     assert status == 201, body
     key = json.loads(body)["key"]
     ids = []
@@ -92,14 +94,18 @@ async def setup(port: int, admin_key: str, conversations: int) -> tuple[str, lis
     return key, ids
 
 
-async def load(port: int, key: str, ids: list[str], concurrency: int, total: int) -> dict[str, float]:
+async def load(
+    port: int, key: str, ids: list[str], concurrency: int, total: int
+) -> dict[str, float]:
     conns = [Conn(port) for _ in range(concurrency)]
     await asyncio.gather(*(c.open() for c in conns))
     latencies: list[float] = []
     errors = 0
     counter = iter(range(total))
     payloads = [
-        build("POST", f"/api/v1/conversations/{cid}/messages", {"content": "How are you today?"}, key)
+        build(
+            "POST", f"/api/v1/conversations/{cid}/messages", {"content": "How are you today?"}, key
+        )
         for cid in ids
     ]
 
@@ -129,26 +135,26 @@ async def load(port: int, key: str, ids: list[str], concurrency: int, total: int
     }
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=3000)
-    parser.add_argument("--database-url", default="")
-    parser.add_argument("--conversations", type=int, default=64)
-    args = parser.parse_args()
+def start_server(database_url: str) -> tuple[subprocess.Popen[str], int, str]:
+    """Start `botgpt serve` with the fake model; return the process, port and admin key."""
     tmp = tempfile.mkdtemp(prefix="botgpt-bench-")
     port = free_port()
     env = {
         **os.environ,
         "BOTGPT_LLM_PROVIDER": "fake",
         "BOTGPT_DATA_DIR": tmp,
-        "BOTGPT_DATABASE_URL": args.database_url,
+        "BOTGPT_DATABASE_URL": database_url,
         "BOTGPT_PORT": str(port),
         "BOTGPT_LOG_LEVEL": "INFO",
     }
-    log = open(Path(tmp) / "server.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "botgpt.cli", "serve"], env=env, stdout=subprocess.PIPE, stderr=log, text=True
-    )
+    with open(Path(tmp) / "server.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "botgpt.cli", "serve"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
     admin_key = ""
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -161,25 +167,43 @@ async def main() -> None:
             socket.create_connection(("127.0.0.1", port)).close()
             break
         except OSError:
-            await asyncio.sleep(0.1)
+            time.sleep(0.1)
+    return proc, port, admin_key
+
+
+async def measure(
+    pid: int, port: int, admin_key: str, args: argparse.Namespace
+) -> dict[str, object]:
+    """Warm up, then measure at concurrency 1 and 32."""
+    key, ids = await setup(port, admin_key, args.conversations)
+    await load(port, key, ids, 8, min(500, args.requests))  # warm-up
+    results: dict[str, object] = {}
+    for conc in (1, 32):
+        cpu0 = cpu_seconds(pid)
+        r: dict[str, object] = dict(await load(port, key, ids, conc, args.requests))
+        cpu = cpu_seconds(pid) - cpu0
+        r["server_cpu_ms_per_turn"] = round(cpu / args.requests * 1000, 3)
+        r["turns_per_cpu_second"] = round(args.requests / cpu, 1) if cpu else None
+        results[f"concurrency_{conc}"] = r
+    results["memory"] = memory_mb(pid)
+    results["database"] = "postgresql" if args.database_url.startswith("postgres") else "sqlite"
+    return results
+
+
+def main() -> None:
+    """Run the benchmark and print JSON."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--database-url", default="")
+    parser.add_argument("--conversations", type=int, default=64)
+    args = parser.parse_args()
+    proc, port, admin_key = start_server(args.database_url)
     try:
-        key, ids = await setup(port, admin_key, args.conversations)
-        await load(port, key, ids, 8, min(500, args.requests))  # warm-up
-        results = {}
-        for conc in (1, 32):
-            cpu0 = cpu_seconds(proc.pid)
-            r = await load(port, key, ids, conc, args.requests)
-            cpu = cpu_seconds(proc.pid) - cpu0
-            r["server_cpu_ms_per_turn"] = round(cpu / args.requests * 1000, 3)
-            r["turns_per_cpu_second"] = round(args.requests / cpu, 1) if cpu else None
-            results[f"concurrency_{conc}"] = r
-        results["memory"] = memory_mb(proc.pid)
-        results["database"] = "postgresql" if args.database_url.startswith("postgres") else "sqlite"
-        print(json.dumps(results, indent=2))
+        print(json.dumps(asyncio.run(measure(proc.pid, port, admin_key, args)), indent=2))
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=20)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

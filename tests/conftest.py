@@ -57,7 +57,9 @@ async def _drop_pg_database(name: str) -> None:
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
-async def app_ctx(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[AppCtx]:
+async def app_ctx(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[AppCtx]:
     """The app on one backend, migrated, with a fake provider (one per backend per session)."""
     backend: str = request.param
     data_dir: Path = tmp_path_factory.mktemp(f"data-{backend}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -51,7 +52,11 @@ class ErrorResponse(BaseModel):
 
 
 def error_json(
-    status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     """Build the standard error response."""
     body = {"error": {"code": code, "message": message, "details": details}}
@@ -62,7 +67,7 @@ def status_for_domain(error: exc.DomainError) -> int:
     """The HTTP status of a domain error."""
     for cls in type(error).__mro__:
         if cls in _STATUS:
-            return _STATUS[cls]  # type: ignore[index]
+            return _STATUS[cls]
     return 400
 
 
@@ -70,7 +75,7 @@ def status_for_llm(error: llm_errors.LLMError) -> int:
     """The HTTP status of a provider error: 504 timeout, 503 unavailable, else 502."""
     for cls in type(error).__mro__:
         if cls in _LLM_STATUS:
-            return _LLM_STATUS[cls]  # type: ignore[index]
+            return _LLM_STATUS[cls]
     return 502
 
 

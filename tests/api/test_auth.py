@@ -18,7 +18,9 @@ async def test_register_login_me(client: httpx.AsyncClient, user: AuthedUser) ->
     assert "password" not in r.text and "password_hash" not in body
 
 
-async def test_register_validation_and_duplicate(client: httpx.AsyncClient, user: AuthedUser) -> None:
+async def test_register_validation_and_duplicate(
+    client: httpx.AsyncClient, user: AuthedUser
+) -> None:
     r = await client.post("/api/v1/auth/register", json={"email": "nope", "password": "x"})
     assert r.status_code == 422
     assert r.json()["error"]["code"] == "validation_error"
@@ -75,7 +77,9 @@ async def test_refresh_rotates_and_reuse_kills_session(
     assert r.status_code == 401
 
 
-async def test_logout_revokes_access_and_refresh(client: httpx.AsyncClient, user: AuthedUser) -> None:
+async def test_logout_revokes_access_and_refresh(
+    client: httpx.AsyncClient, user: AuthedUser
+) -> None:
     assert (await client.get("/api/v1/users/me", headers=user.headers)).status_code == 200
     r = await client.post("/api/v1/auth/logout", headers=user.headers)
     assert r.status_code == 204

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.conftest import ConversationFactory, AuthedUser, UserFactory
+from tests.conftest import AuthedUser, ConversationFactory, UserFactory
 
 
 async def test_create_returns_turn(client: httpx.AsyncClient, user: AuthedUser) -> None:
@@ -27,7 +27,9 @@ async def test_create_returns_turn(client: httpx.AsyncClient, user: AuthedUser) 
     assert body["assistant_message"]["latency_ms"] >= 0
 
 
-async def test_seed_shapes_message_alias_and_put(client: httpx.AsyncClient, user: AuthedUser) -> None:
+async def test_seed_shapes_message_alias_and_put(
+    client: httpx.AsyncClient, user: AuthedUser
+) -> None:
     r = await client.post(
         "/api/v1/conversations",
         json={"message": "Explain FastAPI in simple terms", "mode": "open_chat"},
@@ -36,7 +38,9 @@ async def test_seed_shapes_message_alias_and_put(client: httpx.AsyncClient, user
     assert r.status_code == 201
     cid = r.json()["conversation_id"]
     r = await client.put(
-        f"/api/v1/conversations/{cid}/messages", json={"message": "Code example?"}, headers=user.headers
+        f"/api/v1/conversations/{cid}/messages",
+        json={"message": "Code example?"},
+        headers=user.headers,
     )
     assert r.status_code == 200
     assert r.json()["user_message"]["seq"] == 3
@@ -64,7 +68,12 @@ async def test_history_sent_to_model(
 
 
 async def test_create_validation(client: httpx.AsyncClient, user: AuthedUser) -> None:
-    for payload in ({}, {"first_message": ""}, {"first_message": "   "}, {"first_message": "x", "mode": "weird"}):
+    for payload in (
+        {},
+        {"first_message": ""},
+        {"first_message": "   "},
+        {"first_message": "x", "mode": "weird"},
+    ):
         r = await client.post("/api/v1/conversations", json=payload, headers=user.headers)
         assert r.status_code == 422, payload
         assert r.json()["error"]["code"] == "validation_error"
@@ -72,7 +81,9 @@ async def test_create_validation(client: httpx.AsyncClient, user: AuthedUser) ->
     assert r.json()["total"] == 0  # nothing half-created
 
 
-async def test_grounded_without_documents_is_422(client: httpx.AsyncClient, user: AuthedUser) -> None:
+async def test_grounded_without_documents_is_422(
+    client: httpx.AsyncClient, user: AuthedUser
+) -> None:
     r = await client.post(
         "/api/v1/conversations",
         json={"first_message": "What does the doc say?", "mode": "grounded_rag"},
@@ -114,7 +125,9 @@ async def test_get_patch_delete(
     assert body["usage"]["total_tokens"] > 0
     assert body["messages"][1]["context_manifest"]["message_ids"] == [body["messages"][0]["id"]]
     r = await client.patch(
-        f"/api/v1/conversations/{cid}", json={"title": "Renamed", "archived": True}, headers=user.headers
+        f"/api/v1/conversations/{cid}",
+        json={"title": "Renamed", "archived": True},
+        headers=user.headers,
     )
     assert r.status_code == 200 and r.json()["title"] == "Renamed" and r.json()["archived"] is True
     r = await client.get("/api/v1/conversations", headers=user.headers)
@@ -161,7 +174,9 @@ async def test_user_token_cannot_act_for_others(
     assert r.status_code == 403
 
 
-async def test_service_key_acts_for_seed_user_ids(client: httpx.AsyncClient, admin_key: str) -> None:
+async def test_service_key_acts_for_seed_user_ids(
+    client: httpx.AsyncClient, admin_key: str
+) -> None:
     h = {"Authorization": f"Bearer {admin_key}"}
     r = await client.post(
         "/api/v1/conversations",

@@ -42,7 +42,9 @@ async def test_provider_failure_keeps_user_message(
     # Retryable errors are tried 3 times; queue enough failures to exhaust the retries.
     fake.enqueue(*([error] * 3))
     r = await client.post(
-        f"/api/v1/conversations/{cid}/messages", json={"content": "Still there?"}, headers=user.headers
+        f"/api/v1/conversations/{cid}/messages",
+        json={"content": "Still there?"},
+        headers=user.headers,
     )
     assert r.status_code == status, r.text
     err = r.json()["error"]
@@ -60,7 +62,9 @@ async def test_provider_failure_keeps_user_message(
 async def test_retry_after_is_honoured_then_succeeds(
     client: httpx.AsyncClient, user: AuthedUser, fake: FakeProvider
 ) -> None:
-    fake.enqueue(ProviderRateLimited("429", retry_after=0.2), ProviderUnavailable("500"), "Recovered")
+    fake.enqueue(
+        ProviderRateLimited("429", retry_after=0.2), ProviderUnavailable("500"), "Recovered"
+    )
     loop = asyncio.get_running_loop()
     started = loop.time()
     r = await client.post(
@@ -76,7 +80,11 @@ async def test_failure_mid_stream_is_not_retried_and_keeps_partial(
     client: httpx.AsyncClient, user: AuthedUser, fake: FakeProvider
 ) -> None:
     fake.enqueue(
-        FakeReply(text="Partial answer that breaks", error=ProviderUnavailable("dropped"), error_after_chunks=2)
+        FakeReply(
+            text="Partial answer that breaks",
+            error=ProviderUnavailable("dropped"),
+            error_after_chunks=2,
+        )
     )
     r = await client.post(
         "/api/v1/conversations", json={"first_message": "hi"}, headers=user.headers
@@ -90,14 +98,21 @@ async def test_failure_mid_stream_is_not_retried_and_keeps_partial(
 
 
 async def test_idempotent_retry_returns_first_result(
-    client: httpx.AsyncClient, user: AuthedUser, conversations: ConversationFactory, fake: FakeProvider
+    client: httpx.AsyncClient,
+    user: AuthedUser,
+    conversations: ConversationFactory,
+    fake: FakeProvider,
 ) -> None:
     conv = await conversations.create(user)
     cid = conv["conversation_id"]
     h = {**user.headers, "Idempotency-Key": "retry-1"}
     fake.enqueue("first answer", "second answer")
-    r1 = await client.post(f"/api/v1/conversations/{cid}/messages", json={"content": "Q"}, headers=h)
-    r2 = await client.post(f"/api/v1/conversations/{cid}/messages", json={"content": "Q"}, headers=h)
+    r1 = await client.post(
+        f"/api/v1/conversations/{cid}/messages", json={"content": "Q"}, headers=h
+    )
+    r2 = await client.post(
+        f"/api/v1/conversations/{cid}/messages", json={"content": "Q"}, headers=h
+    )
     assert r1.status_code == r2.status_code == 201
     assert r1.json() == r2.json()
     assert r2.headers["Idempotent-Replayed"] == "true"
@@ -109,9 +124,7 @@ async def test_idempotent_retry_returns_first_result(
     assert r3.status_code == 422
 
 
-async def test_idempotent_create_conversation(
-    client: httpx.AsyncClient, user: AuthedUser
-) -> None:
+async def test_idempotent_create_conversation(client: httpx.AsyncClient, user: AuthedUser) -> None:
     h = {**user.headers, "Idempotency-Key": "create-1"}
     r1 = await client.post("/api/v1/conversations", json={"first_message": "hi"}, headers=h)
     r2 = await client.post("/api/v1/conversations", json={"first_message": "hi"}, headers=h)
@@ -121,7 +134,10 @@ async def test_idempotent_create_conversation(
 
 
 async def test_concurrent_sends_keep_order_and_lose_nothing(
-    client: httpx.AsyncClient, user: AuthedUser, conversations: ConversationFactory, fake: FakeProvider
+    client: httpx.AsyncClient,
+    user: AuthedUser,
+    conversations: ConversationFactory,
+    fake: FakeProvider,
 ) -> None:
     conv = await conversations.create(user)
     cid = conv["conversation_id"]

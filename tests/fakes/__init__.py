@@ -1,0 +1,1 @@
+"""Reusable fake backends (real local servers) for tests."""
