@@ -7,10 +7,38 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 WEAK_SECRETS = {"changeme", "change-me", "secret", "dev", "development", "password", "test"}
+
+
+# --- LLM fallback chain (resilience, DESIGN.md section 3 step 5) -------------------
+class LLMFallback(BaseModel):
+    """One entry of BOTGPT_LLM_FALLBACKS: a provider tried when the ones before it fail.
+
+    `provider` is openai (any OpenAI-compatible API: OpenAI, Groq, Ollama, vLLM),
+    anthropic, or local (the embedded model: only `model`, its display name, and
+    `name` apply). An empty `base_url` or `model` takes the provider's default;
+    `name` labels the provider in logs and on stored messages (default: `provider`).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: Literal["openai", "anthropic", "local"]
+    base_url: str = ""
+    api_key: SecretStr | None = None
+    model: str = ""
+    name: str = ""
+
+    @model_validator(mode="after")
+    def _check_key(self) -> LLMFallback:
+        if self.provider == "anthropic" and self.api_key is None:
+            raise ValueError("an anthropic entry of BOTGPT_LLM_FALLBACKS needs an api_key")
+        return self
+
+
+# --- end LLM fallback chain ---------------------------------------------------------
 
 
 class Settings(BaseSettings):
@@ -48,6 +76,18 @@ class Settings(BaseSettings):
     llm_retry_attempts: int = Field(3, ge=1, le=10)
     llm_retry_base_seconds: float = Field(0.5, ge=0)
     llm_retry_max_seconds: float = Field(20.0, ge=0)
+    # --- LLM resilience (DESIGN.md section 3 step 5) ---------------------------------
+    # llm_timeout_seconds is the total timeout and llm_connect_timeout_seconds the
+    # connect timeout of a call; these add the first-token timeout, the fallback
+    # chain (JSON list of LLMFallback) and the per-provider circuit breaker.
+    llm_fallbacks: list[LLMFallback] = Field(
+        default_factory=list,
+        description="Providers tried in order when the primary fails before any text (JSON).",
+    )
+    llm_first_token_timeout_seconds: float = Field(30.0, gt=0)
+    llm_breaker_failures: int = Field(5, ge=1, le=1000)
+    llm_breaker_reset_seconds: float = Field(30.0, gt=0)
+    # --- end LLM resilience ------------------------------------------------------------
     default_system_prompt: str = (
         "You are BOT GPT, a helpful, accurate assistant. Answer clearly and concisely."
     )

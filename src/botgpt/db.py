@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import types
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -52,24 +53,28 @@ def sqlite_path(url: str) -> str:
     return path or ":memory:"
 
 
+def sqlite_connect(path: str) -> Any:
+    """A sqlean connection with sqlite-vec loaded, WAL and a generous busy timeout."""
+    conn = sqlean.connect(path, check_same_thread=False, timeout=30)
+    conn.enable_load_extension(True)
+    sqlite_vec.load(conn)
+    conn.enable_load_extension(False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
 def _make_sqlite_engine(url: str) -> AsyncEngine:
     path = sqlite_path(url)
     if path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
 
-    def connect() -> Any:
-        conn = sqlean.connect(path, check_same_thread=False, timeout=30)
-        conn.enable_load_extension(True)
-        sqlite_vec.load(conn)
-        conn.enable_load_extension(False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("PRAGMA busy_timeout=30000")
-        return conn
-
     async def creator() -> Any:
-        return await aiosqlite.core.Connection(connect, iter_chunk_size=64)
+        return await aiosqlite.core.Connection(
+            functools.partial(sqlite_connect, path), iter_chunk_size=64
+        )
 
     # SQLite has one writer: a small pool avoids lock churn while letting reads overlap.
     return create_async_engine(

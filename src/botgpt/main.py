@@ -24,6 +24,8 @@ from botgpt.llm.base import LLMProvider
 from botgpt.llm.factory import build_provider
 from botgpt.observability.middleware import RequestContextMiddleware
 from botgpt.observability.router import router as ops_router
+from botgpt.openai_api.router import router as openai_router
+from botgpt.sqlrunner import make_runner
 
 
 def build_container(settings: Settings, provider: LLMProvider | None = None) -> Container:
@@ -37,7 +39,9 @@ def build_container(settings: Settings, provider: LLMProvider | None = None) -> 
     container = Container(settings, engine, make_sessionmaker(engine), auth)
     llm = build_provider(settings, provider)
     container.services["llm"] = llm
-    container.services["chat"] = ChatService(settings, llm)
+    runner = make_runner(engine, settings.effective_database_url)
+    container.services["sql"] = runner
+    container.services["chat"] = ChatService(settings, llm, runner)
     return container
 
 
@@ -56,7 +60,9 @@ def create_app(
         if run_migrations:
             await migrate.upgrade(container.engine)
         yield
+        await container.services["chat"].drain()
         await container.services["llm"].aclose()
+        await container.services["sql"].close()
         await container.engine.dispose()
 
     app = FastAPI(
@@ -77,6 +83,7 @@ def create_app(
     app.include_router(ops_router)
     app.include_router(auth_router)
     app.include_router(conversations_router)
+    app.include_router(openai_router)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -55,9 +55,9 @@ async def create_conversation(
     fingerprint = request_fingerprint("POST", request.url.path, body.model_dump(mode="json"))
 
     async def action() -> TurnPublic:
-        return await _chat(c).start_conversation(
-            db, owner, body.first_message, body.mode, body.title
-        )
+        chat = _chat(c)
+        turn = await chat.start_conversation(owner, body.first_message, body.mode, body.title)
+        return await chat.complete(turn)
 
     return await run_once(db, owner, idempotency_key, fingerprint, 201, action)  # type: ignore[return-value]
 
@@ -138,7 +138,8 @@ async def _send(
     )
 
     async def action() -> TurnPublic:
-        return await _chat(c).send_message(db, owner, conversation_id, body.content)
+        chat = _chat(c)
+        return await chat.complete(await chat.send_message(owner, conversation_id, body.content))
 
     return await run_once(db, owner, idempotency_key, fingerprint, status_code, action)  # type: ignore[return-value]
 

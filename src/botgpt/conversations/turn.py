@@ -1,27 +1,42 @@
-"""The chat turn: persist the question, ask the model, persist the answer (DESIGN.md section 3)."""
+"""The chat turn: persist the question, ask the model, stream and persist the answer.
+
+DESIGN.md section 3. A turn is prepared (user message committed, assistant message
+`pending`, prompt built within the token budget) and then executed as a stream of
+events; the non-streaming API simply drains that stream. Whatever happens to the
+provider or the client, the assistant message ends `complete`, `failed` or
+`cancelled` with the text generated so far.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
-
-from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 from botgpt.config import Settings
-from botgpt.conversations.models import Conversation, Message
-from botgpt.conversations.schemas import TurnPublic
+from botgpt.conversations import store
+from botgpt.conversations.schemas import MessagePublic, TurnPublic
+from botgpt.conversations.store import HistoryRow
 from botgpt.conversations.views import message_from_values
-from botgpt.exceptions import NotFound, ProviderFailed, UnsupportedMode
+from botgpt.errors import llm_error_payload
+from botgpt.exceptions import InvalidInput, NotFound, ProviderFailed, UnsupportedMode
 from botgpt.ids import new_id, utcnow
-from botgpt.llm.base import ChatMessage, ChatRequest, LLMProvider
+from botgpt.llm.base import ChatRequest, LLMProvider, Usage
+from botgpt.llm.context import (
+    ContextBudgetError,
+    RunningSummary,
+    Summarizer,
+    build_context,
+    effective_budget,
+)
 from botgpt.llm.errors import LLMError
+from botgpt.llm.tokens import TokenCounter, get_counter
+from botgpt.sqlrunner import SqlRunner
 
 log = logging.getLogger("botgpt.turn")
-PREVIEW_CHARS = 200
 
 
 def make_title(text: str, max_chars: int) -> str:
@@ -33,28 +48,48 @@ def make_title(text: str, max_chars: int) -> str:
     return cut.rstrip(" ,.;:") + "…"
 
 
+class TurnEvent(NamedTuple):
+    """One event of a streamed turn: start, delta, usage, done or error."""
+
+    event: str
+    data: dict[str, Any]
+
+
 @dataclass(slots=True)
-class _Pending:
+class Turn:
+    """A prepared turn: both messages stored, the prompt built."""
+
     conversation_id: str
+    owner_id: str
     title: str
     mode: str
     user: dict[str, Any]
     assistant: dict[str, Any]
-    history: list[tuple[str, str, str]]  # (id, role, content), oldest first
+    request: ChatRequest
+    manifest: dict[str, Any]
+    summary: str | None = None
+    unsummarized: list[HistoryRow] = field(default_factory=list)
 
 
 class ChatService:
-    """Runs chat turns against one provider; one instance per app."""
+    """Prepares and runs chat turns against one provider; one instance per app."""
 
-    def __init__(self, settings: Settings, provider: LLMProvider) -> None:
+    def __init__(self, settings: Settings, provider: LLMProvider, runner: SqlRunner) -> None:
         self.settings = settings
         self.provider = provider
+        self.runner = runner
+        self.counter: TokenCounter = get_counter(provider.model)
+        self.summarizer = Summarizer(provider, counter=self.counter)
+        self.budget = effective_budget(
+            provider.context_window, settings.reply_reserve_tokens, settings.context_max_tokens
+        )
+        self._background: set[asyncio.Task[None]] = set()
 
-    # -- entry points ------------------------------------------------------------------------
+    # -- preparing ---------------------------------------------------------------------------
     async def start_conversation(
-        self, db: AsyncSession, owner_id: str, text: str, mode: str, title: str | None
-    ) -> TurnPublic:
-        """Create a conversation with its first message and answer it."""
+        self, owner_id: str, text: str, mode: str, title: str | None
+    ) -> Turn:
+        """Create a conversation with its first message; the reply is still to come."""
         if mode == "grounded":
             raise UnsupportedMode(
                 "Grounded mode needs uploaded documents, which this server does not support yet.",
@@ -63,205 +98,202 @@ class ChatService:
         now = utcnow()
         conv_id = new_id()
         title = title or make_title(text, self.settings.title_max_chars)
-        await db.execute(
-            insert(Conversation).values(
-                id=conv_id,
-                user_id=owner_id,
-                title=title,
-                mode=mode,
-                archived=False,
-                next_seq=3,
-                message_count=2,
-                last_message_preview=text[:PREVIEW_CHARS],
-                prompt_tokens=0,
-                completion_tokens=0,
-                cost_usd=0.0,
-                created_at=now,
-                updated_at=now,
-            )
-        )
-        pending = await self._insert_pair(db, conv_id, title, mode, 1, text, now, history=[])
-        return await self._answer(db, pending)
+        rows = self._pair(conv_id, 1, text, now)
+        values = {
+            "id": conv_id,
+            "user_id": owner_id,
+            "title": title,
+            "mode": mode,
+            "archived": False,
+            "next_seq": 3,
+            "message_count": 2,
+            "last_message_preview": text[: store.PREVIEW_CHARS],
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "cost_usd": 0.0,
+            "summary": None,
+            "summary_message_id": None,
+            "created_at": now,
+            "updated_at": now,
+        }
+        # Committed before the provider is called: the question survives any model failure.
+        await self.runner.run(lambda conn: store.insert_conversation(conn, values, rows))
+        return self._prepare(conv_id, owner_id, title, mode, rows, [], None, None)
 
-    async def send_message(
-        self, db: AsyncSession, owner_id: str, conversation_id: str, text: str
-    ) -> TurnPublic:
-        """Append a user message to a conversation and answer it."""
+    async def send_message(self, owner_id: str, conversation_id: str, text: str) -> Turn:
+        """Append a user message to an owned conversation; the reply is still to come."""
         now = utcnow()
-        # The write comes first: it takes SQLite's write lock (or the PostgreSQL row lock)
-        # before anything is read, so concurrent sends get consecutive sequence numbers.
-        row = (
-            await db.execute(
-                update(Conversation)
-                .where(Conversation.id == conversation_id, Conversation.user_id == owner_id)
-                .values(
-                    next_seq=Conversation.next_seq + 2,
-                    message_count=Conversation.message_count + 2,
-                    last_message_preview=text[:PREVIEW_CHARS],
-                    updated_at=now,
-                )
-                .returning(Conversation.next_seq, Conversation.title, Conversation.mode)
-            )
-        ).first()
-        if row is None:
-            await db.rollback()
-            raise NotFound("Conversation not found.")
-        next_seq, title, mode = row
-        user_seq = next_seq - 2
-        history_rows = (
-            await db.execute(
-                select(Message.id, Message.role, Message.content)
-                .where(
-                    Message.conversation_id == conversation_id,
-                    Message.seq < user_seq,
-                    Message.status == "complete",
-                    Message.superseded.is_(False),
-                )
-                .order_by(Message.seq.desc())
-                .limit(self.settings.history_max_messages)
-            )
-        ).all()
-        history = [(r[0], r[1], r[2]) for r in reversed(history_rows)]
-        pending = await self._insert_pair(
-            db, conversation_id, title, mode, user_seq, text, now, history
-        )
-        return await self._answer(db, pending)
+        limit = self.settings.history_max_messages
 
-    # -- steps -------------------------------------------------------------------------------
-    async def _insert_pair(
+        def make_rows(user_seq: int) -> list[dict[str, Any]]:
+            return self._pair(conversation_id, user_seq, text, now)
+
+        result = await self.runner.run(
+            lambda conn: store.append_user_message(
+                conn, conversation_id, owner_id, text, now, limit, make_rows
+            )
+        )
+        if result is None:
+            raise NotFound("Conversation not found.")
+        appended, rows = result
+        return self._prepare(
+            conversation_id,
+            owner_id,
+            appended.title,
+            appended.mode,
+            rows,
+            appended.history,
+            appended.summary,
+            appended.summary_message_id,
+        )
+
+    def _pair(self, conv_id: str, user_seq: int, text: str, now: Any) -> list[dict[str, Any]]:
+        user = store.message_row(conv_id, user_seq, "user", text, "complete", now)
+        assistant = store.message_row(conv_id, user_seq + 1, "assistant", "", "pending", now)
+        assistant["reply_to_id"] = user["id"]
+        return [user, assistant]
+
+    def _prepare(
         self,
-        db: AsyncSession,
         conv_id: str,
+        owner_id: str,
         title: str,
         mode: str,
-        user_seq: int,
-        text: str,
-        now: datetime,
-        history: list[tuple[str, str, str]],
-    ) -> _Pending:
-        user = _row(conv_id, user_seq, "user", text, "complete", now)
-        user["completed_at"] = now
-        assistant = _row(conv_id, user_seq + 1, "assistant", "", "pending", now)
-        assistant["reply_to_id"] = user["id"]
-        await db.execute(insert(Message), [user, assistant])
-        # Committed before the provider is called: the question survives any model failure.
-        await db.commit()
-        return _Pending(conv_id, title, mode, user, assistant, history)
-
-    def build_request(self, p: _Pending) -> tuple[ChatRequest, dict[str, Any]]:
-        """The prompt for a turn within the token budget, and its manifest."""
-        budget = min(
-            self.settings.context_max_tokens,
-            self.provider.context_window - self.settings.reply_reserve_tokens,
-        )
-        system = self.settings.default_system_prompt
-        used = _estimate(system) + _estimate(p.user["content"])
-        kept: list[tuple[str, str, str]] = []
-        dropped: list[str] = []
-        for item in reversed(p.history):
-            cost = _estimate(item[2])
-            if not dropped and used + cost <= budget:
-                kept.append(item)
-                used += cost
-            else:
-                dropped.append(item[0])
-        kept.reverse()
-        messages = [ChatMessage("system", system)]
-        messages += [ChatMessage(role, content) for _, role, content in kept]  # type: ignore[arg-type]
-        messages.append(ChatMessage("user", p.user["content"]))
-        manifest = {
-            "budget_tokens": budget,
-            "estimated_tokens": used,
-            "message_ids": [i for i, _, _ in kept] + [p.user["id"]],
-            "dropped_message_ids": dropped,
-        }
+        rows: list[dict[str, Any]],
+        history: list[HistoryRow],
+        summary: str | None,
+        summary_message_id: str | None,
+    ) -> Turn:
+        user, assistant = rows
+        newest = HistoryRow(user["id"], "user", user["content"])
+        try:
+            built = build_context(
+                system_prompt=self.settings.default_system_prompt,
+                history=[*history, newest],
+                budget=self.budget,
+                counter=self.counter,
+                summary=RunningSummary(summary, summary_message_id) if summary else None,
+            )
+        except ContextBudgetError as e:
+            raise InvalidInput("The system prompt does not fit the model's context.") from e
         request = ChatRequest(
-            messages=messages,
+            messages=built.messages,
             max_tokens=self.settings.llm_max_tokens,
             temperature=self.settings.llm_temperature,
         )
-        return request, manifest
+        return Turn(
+            conv_id,
+            owner_id,
+            title,
+            mode,
+            user,
+            assistant,
+            request,
+            built.manifest,
+            summary,
+            list(built.unsummarized),
+        )
 
-    async def _answer(self, db: AsyncSession, p: _Pending) -> TurnPublic:
-        request, manifest = self.build_request(p)
-        started = time.perf_counter()
+    # -- running -----------------------------------------------------------------------------
+    async def complete(self, turn: Turn) -> TurnPublic:
+        """Run a turn to the end; a provider failure raises `ProviderFailed`."""
+        async for event in self.events(turn):
+            if event.event == "error":
+                cause: LLMError = event.data["cause"]
+                raise ProviderFailed(cause.message, cause=cause, details=self._ids(turn))
+        return self.turn_public(turn)
+
+    async def events(self, turn: Turn) -> AsyncIterator[TurnEvent]:
+        """Stream a turn: start, deltas, usage, then done or error; persists the outcome."""
+        yield TurnEvent("start", self._ids(turn))
         parts: list[str] = []
-        usage = None
+        usage: Usage | None = None
+        started = time.perf_counter()
+        outcome = "cancelled"
         try:
-            async for chunk in self.provider.stream(request):
+            async for chunk in self.provider.stream(turn.request):
                 if chunk.delta:
                     parts.append(chunk.delta)
+                    yield TurnEvent("delta", {"text": chunk.delta})
                 if chunk.usage is not None:
                     usage = chunk.usage
+            outcome = "complete"
         except LLMError as error:
-            await self._fail(db, p, error, "".join(parts), manifest, started)
-            raise ProviderFailed(
-                error.message,
-                cause=error,
-                details={
-                    "conversation_id": p.conversation_id,
-                    "user_message_id": p.user["id"],
-                    "assistant_message_id": p.assistant["id"],
-                },
-            ) from error
+            outcome = "failed"
+            await self._finish(turn, parts, usage, started, "failed", error)
+            yield TurnEvent("error", {**llm_error_payload(error), "cause": error})
+            return
+        finally:
+            if outcome == "cancelled":
+                # The client went away (or the task was cancelled): keep what we have.
+                await asyncio.shield(self._finish(turn, parts, usage, started, "cancelled", None))
+        await self._finish(turn, parts, usage, started, "complete", None)
+        yield TurnEvent("usage", {"usage": message_from_values(turn.assistant).usage})
+        yield TurnEvent("done", {"assistant_message": message_from_values(turn.assistant)})
+
+    async def _finish(
+        self,
+        turn: Turn,
+        parts: list[str],
+        usage: Usage | None,
+        started: float,
+        status: str,
+        error: LLMError | None,
+    ) -> None:
         text = "".join(parts)
-        latency = (time.perf_counter() - started) * 1000
-        prompt_tokens = usage.prompt_tokens if usage else manifest["estimated_tokens"]
-        completion_tokens = usage.completion_tokens if usage else _estimate(text)
-        model = request.model or self.provider.model
+        model = turn.request.model or self.provider.model
+        prompt_tokens = usage.prompt_tokens if usage else int(turn.manifest["total_tokens"])
+        completion_tokens = usage.completion_tokens if usage else self.counter.count(text)
         cost = self._cost(model, prompt_tokens, completion_tokens)
         done = utcnow()
         values = {
+            "mid": turn.assistant["id"],
             "content": text,
-            "status": "complete",
+            "status": status,
+            "error_code": error.code if error else None,
+            "error_message": error.message[:500] if error else None,
             "provider": self.provider.name,
             "model": model,
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
-            "latency_ms": round(latency, 2),
+            "latency_ms": round((time.perf_counter() - started) * 1000, 2),
             "cost_usd": cost,
-            "context_manifest": manifest,
+            "context_manifest": turn.manifest,
             "completed_at": done,
         }
-        await db.execute(update(Message).where(Message.id == p.assistant["id"]).values(**values))
-        await db.execute(
-            update(Conversation)
-            .where(Conversation.id == p.conversation_id)
-            .values(
-                prompt_tokens=Conversation.prompt_tokens + prompt_tokens,
-                completion_tokens=Conversation.completion_tokens + completion_tokens,
-                cost_usd=Conversation.cost_usd + (cost or 0.0),
-                last_message_preview=text[:PREVIEW_CHARS],
-                updated_at=done,
-            )
-        )
-        await db.commit()
-        p.assistant.update(values)
-        return self._turn(p)
-
-    async def _fail(
-        self,
-        db: AsyncSession,
-        p: _Pending,
-        error: LLMError,
-        partial: str,
-        manifest: dict[str, Any],
-        started: float,
-    ) -> None:
-        log.warning("turn failed: %s (%s)", error.code, type(error).__name__)
-        values = {
-            "content": partial,
-            "status": "failed",
-            "error_code": error.code,
-            "error_message": error.message[:500],
-            "provider": self.provider.name,
-            "model": self.provider.model,
-            "latency_ms": round((time.perf_counter() - started) * 1000, 2),
-            "context_manifest": manifest,
-            "completed_at": utcnow(),
+        totals = {
+            "cid": turn.conversation_id,
+            "p": prompt_tokens,
+            "ct": completion_tokens,
+            "cost": cost or 0.0,
+            "preview": text[: store.PREVIEW_CHARS] or turn.user["content"][: store.PREVIEW_CHARS],
+            "now": done,
         }
-        await db.execute(update(Message).where(Message.id == p.assistant["id"]).values(**values))
-        await db.commit()
+        await self.runner.run(lambda conn: store.finish_message(conn, values, totals))
+        del values["mid"]
+        turn.assistant.update(values)
+        if error is not None:
+            log.warning("turn failed: %s (%s)", error.code, type(error).__name__)
+        if status == "complete" and turn.unsummarized:
+            self._spawn(self._refresh_summary(turn))
+
+    async def _refresh_summary(self, turn: Turn) -> None:
+        dropped = turn.unsummarized
+        summary = await self.summarizer.refresh(turn.summary, dropped)
+        last = dropped[-1].id
+        await self.runner.run(
+            lambda conn: store.save_summary(conn, turn.conversation_id, summary, last)
+        )
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def drain(self) -> None:
+        """Wait for background work (summaries) to finish."""
+        while self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
 
     def _cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
         price = self.settings.llm_prices.get(model)
@@ -269,35 +301,22 @@ class ChatService:
             return None
         return round((prompt_tokens * price[0] + completion_tokens * price[1]) / 1_000_000, 8)
 
-    def _turn(self, p: _Pending) -> TurnPublic:
-        assistant = message_from_values(p.assistant)
+    @staticmethod
+    def _ids(turn: Turn) -> dict[str, Any]:
+        return {
+            "conversation_id": turn.conversation_id,
+            "user_message_id": turn.user["id"],
+            "assistant_message_id": turn.assistant["id"],
+        }
+
+    def turn_public(self, turn: Turn) -> TurnPublic:
+        """The API shape of a turn as it stands."""
+        assistant: MessagePublic = message_from_values(turn.assistant)
         return TurnPublic(
-            conversation_id=p.conversation_id,
-            title=p.title,
-            mode=p.mode,
-            user_message=message_from_values(p.user),
+            conversation_id=turn.conversation_id,
+            title=turn.title,
+            mode=turn.mode,
+            user_message=message_from_values(turn.user),
             assistant_message=assistant,
             assistant_response=assistant.content,
         )
-
-
-def _estimate(text: str) -> int:
-    # A cheap bound used until a model-specific tokenizer is wired in.
-    return len(text) // 4 + 4
-
-
-def _row(
-    conv_id: str, seq: int, role: str, content: str, status: str, now: datetime
-) -> dict[str, Any]:
-    return {
-        "id": new_id(),
-        "conversation_id": conv_id,
-        "seq": seq,
-        "role": role,
-        "content": content,
-        "status": status,
-        "reply_to_id": None,
-        "superseded": False,
-        "created_at": now,
-        "completed_at": None,
-    }

@@ -1,0 +1,180 @@
+"""The chat turn's SQL, as synchronous Core functions run by `SqlRunner` in one transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
+
+from botgpt.conversations.models import Conversation, Message
+from botgpt.ids import new_id
+
+conversations = cast(Table, Conversation.__table__)
+messages = cast(Table, Message.__table__)
+c, m = conversations.c, messages.c
+
+PREVIEW_CHARS = 200
+
+_INSERT_MESSAGES = insert(messages)
+_INSERT_CONVERSATION = insert(conversations)
+
+# The write comes first in the transaction: it takes SQLite's write lock (or the
+# PostgreSQL row lock) before anything is read, so concurrent sends to one
+# conversation get consecutive, gap-free sequence numbers.
+_BUMP = (
+    update(conversations)
+    .where(c.id == bindparam("cid"), c.user_id == bindparam("uid"))
+    .values(
+        next_seq=c.next_seq + 2,
+        message_count=c.message_count + 2,
+        last_message_preview=bindparam("preview"),
+        updated_at=bindparam("now"),
+    )
+    .returning(c.next_seq, c.title, c.mode, c.summary, c.summary_message_id)
+)
+
+_HISTORY = (
+    select(m.id, m.role, m.content)
+    .where(
+        m.conversation_id == bindparam("cid"),
+        m.seq < bindparam("before"),
+        m.status == "complete",
+        m.superseded.is_(False),
+    )
+    .order_by(m.seq.desc())
+    .limit(bindparam("limit"))
+)
+
+_FINISH_MESSAGE = (
+    update(messages)
+    .where(m.id == bindparam("mid"))
+    .values(
+        content=bindparam("content"),
+        status=bindparam("status"),
+        error_code=bindparam("error_code"),
+        error_message=bindparam("error_message"),
+        provider=bindparam("provider"),
+        model=bindparam("model"),
+        prompt_tokens=bindparam("prompt_tokens"),
+        completion_tokens=bindparam("completion_tokens"),
+        latency_ms=bindparam("latency_ms"),
+        cost_usd=bindparam("cost_usd"),
+        context_manifest=bindparam("context_manifest", type_=m.context_manifest.type),
+        completed_at=bindparam("completed_at"),
+    )
+)
+
+_ADD_TOTALS = (
+    update(conversations)
+    .where(c.id == bindparam("cid"))
+    .values(
+        prompt_tokens=c.prompt_tokens + bindparam("p"),
+        completion_tokens=c.completion_tokens + bindparam("ct"),
+        cost_usd=c.cost_usd + bindparam("cost"),
+        last_message_preview=bindparam("preview"),
+        updated_at=bindparam("now"),
+    )
+)
+
+_PARTIAL = update(messages).where(m.id == bindparam("mid")).values(content=bindparam("content"))
+
+_SAVE_SUMMARY = (
+    update(conversations)
+    .where(c.id == bindparam("cid"))
+    .values(summary=bindparam("summary"), summary_message_id=bindparam("upto"))
+)
+
+
+@dataclass(slots=True)
+class HistoryRow:
+    """A prior message of the conversation, as the context builder needs it."""
+
+    id: str
+    role: str
+    content: str
+
+
+@dataclass(slots=True)
+class Appended:
+    """What appending a user message returned."""
+
+    user_seq: int
+    title: str
+    mode: str
+    summary: str | None
+    summary_message_id: str | None
+    history: list[HistoryRow]
+
+
+def message_row(
+    conv_id: str, seq: int, role: str, content: str, status: str, now: datetime
+) -> dict[str, Any]:
+    """Column values of a new message (every key present, so rows batch in one INSERT)."""
+    return {
+        "id": new_id(),
+        "conversation_id": conv_id,
+        "seq": seq,
+        "role": role,
+        "content": content,
+        "status": status,
+        "reply_to_id": None,
+        "superseded": False,
+        "created_at": now,
+        "completed_at": now if status == "complete" else None,
+    }
+
+
+def insert_conversation(
+    conn: Connection, values: dict[str, Any], rows: list[dict[str, Any]]
+) -> None:
+    """Create a conversation with its first messages."""
+    conn.execute(_INSERT_CONVERSATION, values)
+    conn.execute(_INSERT_MESSAGES, rows)
+
+
+def append_user_message(
+    conn: Connection,
+    conv_id: str,
+    owner_id: str,
+    text: str,
+    now: datetime,
+    history_limit: int,
+    make_rows: Any,
+) -> tuple[Appended, list[dict[str, Any]]] | None:
+    """Reserve two sequence numbers, load recent history, insert the user/assistant pair."""
+    row = conn.execute(
+        _BUMP, {"cid": conv_id, "uid": owner_id, "preview": text[:PREVIEW_CHARS], "now": now}
+    ).first()
+    if row is None:
+        return None
+    next_seq, title, mode, summary, summary_mid = row
+    user_seq = next_seq - 2
+    history = [
+        HistoryRow(r[0], r[1], r[2])
+        for r in conn.execute(
+            _HISTORY, {"cid": conv_id, "before": user_seq, "limit": history_limit}
+        )
+    ]
+    history.reverse()
+    new_rows: list[dict[str, Any]] = make_rows(user_seq)
+    conn.execute(_INSERT_MESSAGES, new_rows)
+    return Appended(user_seq, title, mode, summary, summary_mid, history), new_rows
+
+
+def finish_message(conn: Connection, values: dict[str, Any], totals: dict[str, Any] | None) -> None:
+    """Store an assistant message's outcome, and add its usage to the conversation."""
+    conn.execute(_FINISH_MESSAGE, values)
+    if totals is not None:
+        conn.execute(_ADD_TOTALS, totals)
+
+
+def save_partial(conn: Connection, message_id: str, content: str) -> None:
+    """Persist the text generated so far of a message still streaming."""
+    conn.execute(_PARTIAL, {"mid": message_id, "content": content})
+
+
+def save_summary(conn: Connection, conv_id: str, summary: str, upto_message_id: str) -> None:
+    """Store the conversation's running summary."""
+    conn.execute(_SAVE_SUMMARY, {"cid": conv_id, "summary": summary, "upto": upto_message_id})

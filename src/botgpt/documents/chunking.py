@@ -1,0 +1,265 @@
+"""Token-aware chunking with overlap that follows the document's structure.
+
+The text is cut into sections at headings, sections into paragraphs at blank lines, and
+paragraphs are packed greedily into chunks of at most ``chunk_tokens`` tokens. A paragraph that
+is too long on its own is split on sentence ends, and a sentence that is still too long on
+word boundaries. Consecutive chunks of one section overlap by up to ``overlap_tokens`` tokens
+(whole trailing paragraphs/sentences when they fit, else trailing words); chunks never straddle
+a heading. Every chunk is an exact span: ``full_text[char_start:char_end] == chunk.text``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from botgpt.documents.parsing import Heading, ParsedDocument
+
+CountTokens = Callable[[str], int]
+
+DEFAULT_CHUNK_TOKENS = 256
+DEFAULT_OVERLAP_TOKENS = 32
+
+_WORD_OR_PUNCT = re.compile(r"\w+|[^\w\s]")
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
+# A sentence ends at . ! ? (optionally closed by quotes/brackets) followed by whitespace.
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
+_WORD = re.compile(r"\S+")
+
+
+def approx_token_count(text: str) -> int:
+    """Cheap WordPiece-like estimate: one token per punctuation mark, ~1 per 6 word chars."""
+    return sum(1 + (len(m) - 1) // 6 for m in _WORD_OR_PUNCT.findall(text))
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A contiguous span of the document's full text, ready to embed and index."""
+
+    ordinal: int
+    text: str
+    page: int
+    page_end: int
+    char_start: int
+    char_end: int
+    token_count: int
+    heading: str  # heading path above the chunk ("Part 1 > Methods"), "" when there is none
+
+
+@dataclass(frozen=True, slots=True)
+class _Unit:
+    start: int
+    end: int
+    tokens: int
+
+
+def chunk_document(
+    doc: ParsedDocument,
+    *,
+    chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
+    overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
+    count_tokens: CountTokens = approx_token_count,
+) -> list[Chunk]:
+    """Chunk a parsed document; page numbers come from its pages' start offsets."""
+    return chunk_text(
+        doc.full_text,
+        headings=doc.headings,
+        page_starts=[(p.start_offset, p.number) for p in doc.pages],
+        chunk_tokens=chunk_tokens,
+        overlap_tokens=overlap_tokens,
+        count_tokens=count_tokens,
+    )
+
+
+def chunk_text(
+    text: str,
+    *,
+    headings: Sequence[Heading] = (),
+    page_starts: Sequence[tuple[int, int]] = ((0, 1),),
+    chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
+    overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
+    count_tokens: CountTokens = approx_token_count,
+) -> list[Chunk]:
+    """Chunk ``text``; ``page_starts`` lists (offset, page number) in increasing offset order."""
+    if chunk_tokens < 1:
+        raise ValueError("chunk_tokens must be positive")
+    if not 0 <= overlap_tokens < chunk_tokens:
+        raise ValueError("overlap_tokens must be >= 0 and smaller than chunk_tokens")
+    page_offsets = [offset for offset, _ in page_starts] or [0]
+    page_numbers = [number for _, number in page_starts] or [1]
+
+    def page_at(offset: int) -> int:
+        return page_numbers[max(bisect.bisect_right(page_offsets, offset) - 1, 0)]
+
+    packer = _Packer(text, chunk_tokens, overlap_tokens, count_tokens)
+    chunks: list[Chunk] = []
+    for start, end, heading in _sections(text, headings):
+        for span_start, span_end in packer.pack(start, end):
+            body = text[span_start:span_end]
+            chunks.append(
+                Chunk(
+                    ordinal=len(chunks),
+                    text=body,
+                    page=page_at(span_start),
+                    page_end=page_at(span_end - 1),
+                    char_start=span_start,
+                    char_end=span_end,
+                    token_count=count_tokens(body),
+                    heading=heading,
+                )
+            )
+    return chunks
+
+
+def embedding_text(chunk: Chunk) -> str:
+    """The chunk text prefixed by its heading path (context for the embedder), if not already."""
+    if not chunk.heading:
+        return chunk.text
+    last = chunk.heading.rsplit(" > ", 1)[-1]
+    if chunk.text.lstrip("# ").startswith(last):
+        return chunk.text
+    return f"{chunk.heading}\n\n{chunk.text}"
+
+
+def _sections(text: str, headings: Sequence[Heading]) -> list[tuple[int, int, str]]:
+    """(start, end, heading path) per section; a heading with no body joins the next one."""
+    ordered = sorted((h for h in headings if 0 <= h.start < len(text)), key=lambda h: h.start)
+    bounds = [0, *(h.start for h in ordered), len(text)]
+    path: list[Heading] = []
+    sections: list[tuple[int, int, str]] = []
+    pending_start: int | None = None
+    for index in range(len(bounds) - 1):
+        start, end = bounds[index], bounds[index + 1]
+        if index > 0:
+            heading = ordered[index - 1]
+            path = [h for h in path if h.level < heading.level] + [heading]
+            if not text[heading.end : end].strip():
+                pending_start = start if pending_start is None else pending_start
+                continue
+        if not text[start:end].strip():
+            continue
+        label = " > ".join(h.text for h in path)
+        sections.append((start if pending_start is None else pending_start, end, label))
+        pending_start = None
+    if pending_start is not None:  # trailing headings with no body at all
+        sections.append((pending_start, len(text), " > ".join(h.text for h in path)))
+    return sections
+
+
+class _Packer:
+    """Packs the paragraphs of one section into overlapping chunk spans."""
+
+    def __init__(self, text: str, limit: int, overlap: int, count: CountTokens) -> None:
+        self.text = text
+        self.limit = limit
+        self.overlap = overlap
+        self.count = count
+
+    def pack(self, start: int, end: int) -> list[tuple[int, int]]:
+        """Chunk spans covering the non-blank text of ``text[start:end]``."""
+        spans: list[tuple[int, int]] = []
+        current: list[_Unit] = []
+        total = 0
+        for unit in self._units(start, end):
+            if current and total + unit.tokens > self.limit:
+                spans.append((current[0].start, current[-1].end))
+                current = self._overlap_tail(current)
+                total = sum(u.tokens for u in current)
+                if total + unit.tokens > self.limit:
+                    current, total = [], 0
+            current.append(unit)
+            total += unit.tokens
+        if current:
+            spans.append((current[0].start, current[-1].end))
+        return spans
+
+    def _units(self, start: int, end: int) -> list[_Unit]:
+        units: list[_Unit] = []
+        for p_start, p_end in _trimmed_spans(self.text, start, end, _PARAGRAPH_BREAK):
+            tokens = self.count(self.text[p_start:p_end])
+            if tokens <= self.limit:
+                units.append(_Unit(p_start, p_end, tokens))
+                continue
+            for s_start, s_end in _trimmed_spans(self.text, p_start, p_end, _SENTENCE_END):
+                tokens = self.count(self.text[s_start:s_end])
+                if tokens <= self.limit:
+                    units.append(_Unit(s_start, s_end, tokens))
+                else:
+                    units.extend(self._word_windows(s_start, s_end))
+        return units
+
+    def _word_windows(self, start: int, end: int) -> list[_Unit]:
+        """Split an over-long sentence on whitespace; a giant 'word' is cut by characters."""
+        units: list[_Unit] = []
+        w_start, w_end, total = -1, -1, 0
+        for match in _WORD.finditer(self.text, start, end):
+            tokens = self.count(match.group())
+            if tokens > self.limit:
+                if w_start >= 0:
+                    units.append(_Unit(w_start, w_end, total))
+                    w_start, total = -1, 0
+                units.extend(self._char_windows(match.start(), match.end(), tokens))
+                continue
+            if w_start >= 0 and total + tokens > self.limit:
+                units.append(_Unit(w_start, w_end, total))
+                w_start, total = -1, 0
+            if w_start < 0:
+                w_start = match.start()
+            w_end, total = match.end(), total + tokens
+        if w_start >= 0:
+            units.append(_Unit(w_start, w_end, total))
+        return units
+
+    def _char_windows(self, start: int, end: int, tokens: int) -> list[_Unit]:
+        step = max(1, (end - start) * self.limit // (tokens * 2))  # halve: estimate is rough
+        units = []
+        for s in range(start, end, step):
+            e = min(s + step, end)
+            units.append(_Unit(s, e, self.count(self.text[s:e])))
+        return units
+
+    def _overlap_tail(self, units: list[_Unit]) -> list[_Unit]:
+        """Trailing units (or the trailing words of the last one) worth <= overlap tokens."""
+        if self.overlap <= 0:
+            return []
+        tail: list[_Unit] = []
+        total = 0
+        for unit in reversed(units):
+            if total + unit.tokens > self.overlap:
+                break
+            tail.insert(0, unit)
+            total += unit.tokens
+        if tail:
+            return tail
+        last = units[-1]
+        words = list(_WORD.finditer(self.text, last.start, last.end))
+        start, total = last.end, 0
+        for match in reversed(words[1:]):  # never the whole unit: that did not fit above
+            tokens = self.count(match.group())
+            if total + tokens > self.overlap:
+                break
+            start, total = match.start(), total + tokens
+        return [_Unit(start, last.end, total)] if total else []
+
+
+def _trimmed_spans(
+    text: str, start: int, end: int, separator: re.Pattern[str]
+) -> list[tuple[int, int]]:
+    """Spans of ``text[start:end]`` between separator matches, without surrounding blanks."""
+    spans = []
+    cursor = start
+    for match in separator.finditer(text, start, end):
+        spans.append((cursor, match.start()))
+        cursor = match.end()
+    spans.append((cursor, end))
+    result = []
+    for s, e in spans:
+        while s < e and text[s].isspace():
+            s += 1
+        while e > s and text[e - 1].isspace():
+            e -= 1
+        if s < e:
+            result.append((s, e))
+    return result

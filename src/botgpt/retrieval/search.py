@@ -1,0 +1,106 @@
+"""Query-time search: keyword, vector or hybrid, always scoped to an owner and documents."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from botgpt.retrieval.embedders import Embedder
+from botgpt.retrieval.hybrid import Hit, convex_fusion, reciprocal_rank_fusion, single_list_hits
+from botgpt.retrieval.stores import ChunkIndex
+
+SearchMode = Literal["keyword", "vector", "hybrid"]
+FusionMethod = Literal["rrf", "convex"]
+
+
+class Reranker(Protocol):
+    """Reorders the fused candidates (e.g. a cross-encoder); may drop hits."""
+
+    async def rerank(self, query: str, hits: list[Hit]) -> list[Hit]:
+        """Return ``hits`` best first."""
+
+
+@dataclass(frozen=True, slots=True)
+class SearchParams:
+    """Tunable search settings; defaults are the values chosen on SciFact train queries."""
+
+    mode: SearchMode = "hybrid"
+    fusion: FusionMethod = "rrf"
+    rrf_k: float = 60.0
+    keyword_weight: float = 1.0
+    vector_weight: float = 1.0
+    alpha: float = 0.5  # convex fusion: weight of the vector score
+    candidates: int = 50  # results fetched from each list before fusion (at least k)
+
+
+class HybridSearcher:
+    """Runs keyword and/or vector search on a ``ChunkIndex`` and fuses the two lists.
+
+    The query is embedded in a worker thread while the keyword query runs on the database,
+    so hybrid search costs roughly max(embed, keyword) + vector rather than their sum.
+    """
+
+    def __init__(
+        self,
+        index: ChunkIndex,
+        embedder: Embedder,
+        params: SearchParams | None = None,
+        *,
+        reranker: Reranker | None = None,
+    ) -> None:
+        self.index = index
+        self.embedder = embedder
+        self.params = params or SearchParams()
+        self.reranker = reranker
+
+    async def search(
+        self,
+        query: str,
+        owner_id: str | None,
+        document_ids: Sequence[str] | None = None,
+        k: int = 8,
+        *,
+        mode: SearchMode | None = None,
+    ) -> list[Hit]:
+        """Best ``k`` hits for ``query`` among the owner's chunks (in ``document_ids`` if given)."""
+        mode = mode or self.params.mode
+        if not query.strip() or k <= 0:
+            return []
+        fetch = max(k, self.params.candidates)
+        if mode == "keyword":
+            found = await self.index.keyword_search(query, owner_id, document_ids, fetch)
+            return await self._finish(query, single_list_hits(found, source="keyword"), k)
+        if mode == "vector":
+            vector = await self.embedder.embed_query(query)
+            found = await self.index.vector_search(vector, owner_id, document_ids, fetch)
+            return await self._finish(query, single_list_hits(found, source="vector"), k)
+        if mode != "hybrid":
+            raise ValueError(f"unknown search mode {mode!r}")
+        embedding_task = asyncio.ensure_future(self.embedder.embed_query(query))
+        try:
+            keyword = await self.index.keyword_search(query, owner_id, document_ids, fetch)
+        except BaseException:
+            embedding_task.cancel()
+            raise
+        vector_hits = await self.index.vector_search(
+            await embedding_task, owner_id, document_ids, fetch
+        )
+        # Fuse everything fetched; the reranker (if any) sees the full candidate list.
+        if self.params.fusion == "convex":
+            fused = convex_fusion(keyword, vector_hits, alpha=self.params.alpha)
+        else:
+            fused = reciprocal_rank_fusion(
+                keyword,
+                vector_hits,
+                k=self.params.rrf_k,
+                keyword_weight=self.params.keyword_weight,
+                vector_weight=self.params.vector_weight,
+            )
+        return await self._finish(query, fused, k)
+
+    async def _finish(self, query: str, hits: list[Hit], k: int) -> list[Hit]:
+        if self.reranker is not None and hits:
+            hits = await self.reranker.rerank(query, hits)
+        return hits[:k]

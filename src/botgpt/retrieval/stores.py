@@ -1,0 +1,158 @@
+"""The chunk index: one interface, a SQLite (sqlite-vec + FTS5) and a PostgreSQL (pgvector +
+tsvector) implementation, both speaking SQL text through the application's SQLAlchemy engine.
+
+The index never commits: every method runs inside the caller's transaction (an
+``AsyncConnection`` from ``engine.begin()`` or an ``AsyncSession``), so an ingestion job can
+write the document row, its chunks and its status atomically, and a crash leaves no orphans.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = [
+    "ChunkIndex",
+    "ChunkRecord",
+    "DBExecutor",
+    "ScoredChunk",
+    "chunk_index_for",
+    "ddl_statements",
+]
+
+
+class DBExecutor(Protocol):
+    """What the index needs from an ``AsyncConnection`` or ``AsyncSession``."""
+
+    async def execute(self, statement: Any, parameters: Any = None, /) -> Any:
+        """Execute a statement (a list of dicts as parameters means executemany)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRecord:
+    """One chunk to index; ``id`` is chosen by the caller (a UUID string, 36 chars max)."""
+
+    id: str
+    document_id: str
+    owner_id: str
+    ordinal: int
+    text: str
+    embedding: Sequence[float] | NDArray[np.float32]
+    char_start: int
+    char_end: int
+    page: int | None = None
+    token_count: int = 0
+    heading: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredChunk:
+    """A chunk returned by a search; higher ``score`` is better within one result list."""
+
+    chunk_id: str
+    document_id: str
+    owner_id: str
+    ordinal: int
+    text: str
+    heading: str
+    page: int | None
+    char_start: int
+    char_end: int
+    score: float
+
+
+class ChunkIndex(abc.ABC):
+    """Stores chunks with their embedding and keyword index; searches them per owner.
+
+    Implementations keep rows, vectors and keyword entries consistent: ``add`` writes all three,
+    and deleting rows from ``chunks`` (by ``delete_document`` or by a cascading foreign key the
+    app adds) removes the others. ``owner_id`` filtering is mandatory in the web layer; ``None``
+    (search every owner) exists for admin tools and benchmarks. ``document_ids`` restricts the
+    search to documents in scope; an empty list matches nothing.
+    """
+
+    dialect: str
+
+    def __init__(self, db: DBExecutor, *, dimension: int = 384) -> None:
+        self.db = db
+        self.dimension = dimension
+
+    @abc.abstractmethod
+    async def add(self, chunks: Sequence[ChunkRecord], *, embedding_model: str) -> None:
+        """Insert chunks with their vectors and keyword entries."""
+
+    @abc.abstractmethod
+    async def delete_document(self, document_id: str) -> int:
+        """Remove every chunk of a document from all tables; returns how many were removed."""
+
+    @abc.abstractmethod
+    async def delete_owner(self, owner_id: str) -> int:
+        """Remove every chunk of an owner (account deletion); returns how many were removed."""
+
+    @abc.abstractmethod
+    async def keyword_search(
+        self, query: str, owner_id: str | None, document_ids: Sequence[str] | None, k: int
+    ) -> list[ScoredChunk]:
+        """Best ``k`` chunks by keyword relevance (BM25 on SQLite, ts_rank on PostgreSQL)."""
+
+    @abc.abstractmethod
+    async def vector_search(
+        self,
+        embedding: Sequence[float] | NDArray[np.float32],
+        owner_id: str | None,
+        document_ids: Sequence[str] | None,
+        k: int,
+    ) -> list[ScoredChunk]:
+        """Nearest ``k`` chunks by cosine similarity (score = 1 - cosine distance)."""
+
+    @abc.abstractmethod
+    async def count(self, *, owner_id: str | None = None, document_id: str | None = None) -> int:
+        """Number of chunks, optionally of one owner and/or one document."""
+
+    def _check_dimension(self, vector: NDArray[np.float32]) -> None:
+        if vector.shape != (self.dimension,):
+            raise ValueError(f"embedding has shape {vector.shape}, index expects {self.dimension}")
+
+
+def as_vector(embedding: Sequence[float] | NDArray[np.float32]) -> NDArray[np.float32]:
+    """Embedding as a contiguous 1-d float32 array."""
+    return np.ascontiguousarray(np.asarray(embedding, dtype=np.float32).reshape(-1))
+
+
+def ddl_statements(dialect: str, dimension: int = 384) -> list[str]:
+    """Idempotent CREATE statements of the chunk index for 'sqlite' or 'postgresql'."""
+    if dialect == "sqlite":
+        from botgpt.retrieval.sqlite_store import sqlite_ddl
+
+        return sqlite_ddl(dimension)
+    if dialect == "postgresql":
+        from botgpt.retrieval.pg_store import postgres_ddl
+
+        return postgres_ddl(dimension)
+    raise ValueError(f"unsupported dialect {dialect!r}")
+
+
+def chunk_index_for(db: Any, *, dimension: int = 384, **options: Any) -> ChunkIndex:
+    """The index implementation matching the dialect of ``db`` (AsyncConnection/AsyncSession)."""
+    dialect = _dialect_name(db)
+    if dialect == "sqlite":
+        from botgpt.retrieval.sqlite_store import SqliteChunkIndex
+
+        return SqliteChunkIndex(db, dimension=dimension, **options)
+    if dialect == "postgresql":
+        from botgpt.retrieval.pg_store import PostgresChunkIndex
+
+        return PostgresChunkIndex(db, dimension=dimension, **options)
+    raise ValueError(f"unsupported dialect {dialect!r}")
+
+
+def _dialect_name(db: Any) -> str:
+    dialect = getattr(db, "dialect", None)  # AsyncConnection
+    if dialect is None:
+        dialect = db.get_bind().dialect  # AsyncSession
+    return str(dialect.name)

@@ -1,0 +1,89 @@
+"""Run a synchronous SQLAlchemy Core function in one transaction, cheaply, on either backend.
+
+The chat turn's hot path issues several statements per transaction. Through the async
+SQLite adapter every statement (and every cursor call) is a hop to a worker thread;
+running the whole transaction as one function costs one hop. On PostgreSQL the same
+function runs on asyncpg through SQLAlchemy's greenlet bridge, with no thread at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import sqlean
+from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import StaticPool
+
+from botgpt.db import sqlite_connect, sqlite_path
+
+T = TypeVar("T")
+
+
+class SqlRunner:
+    """Executes `fn(connection)` inside a transaction and returns its result.
+
+    The PostgreSQL form runs `fn` on the async engine via `run_sync`; `SqliteRunner`
+    overrides it to run on a dedicated thread with a synchronous engine.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def run(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn` in a transaction (committed if it returns, rolled back if it raises)."""
+        async with self.engine.begin() as conn:
+            return await conn.run_sync(fn)
+
+    async def close(self) -> None:
+        """Release resources held only by the runner."""
+
+
+class SqliteRunner(SqlRunner):
+    """SQLite: one writer thread owns a synchronous connection; transactions queue on it.
+
+    SQLite serialises writers anyway; queueing them in-process avoids lock contention
+    and busy-waiting between our own connections.
+    """
+
+    def __init__(self, engine: AsyncEngine, url: str) -> None:
+        super().__init__(engine)
+        path = sqlite_path(url)
+        self.sync_engine: Engine = create_engine(
+            "sqlite://",
+            creator=functools.partial(sqlite_connect, path),
+            module=sqlean,
+            poolclass=StaticPool,  # one connection, used only by the writer thread
+        )
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+
+    def _transaction(self, fn: Callable[[Connection], T]) -> T:
+        with self.sync_engine.begin() as conn:
+            return fn(conn)
+
+    async def run(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn` in a transaction on the writer thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, self._transaction, fn)
+
+    async def close(self) -> None:
+        """Close the connection and stop the thread."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._thread, self.sync_engine.dispose)
+        self._thread.shutdown(wait=True)
+
+
+def make_runner(engine: AsyncEngine, url: str) -> SqlRunner:
+    """The runner for the engine's backend."""
+    if url.startswith("sqlite"):
+        return SqliteRunner(engine, url)
+    return SqlRunner(engine)
+
+
+def rows(result: Any) -> list[Any]:
+    """All rows of a result as a list."""
+    return list(result.all())
