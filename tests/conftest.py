@@ -75,6 +75,7 @@ async def app_ctx(
         database_url=url,
         jwt_secret=secrets.token_urlsafe(40),
         llm_provider="fake",
+        llm_titles=False,
         llm_retry_base_seconds=0.0,
         log_json=False,
     )

@@ -100,6 +100,13 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="USD per million (input, output) tokens by model name, as JSON.",
     )
+    llm_titles: bool = Field(True, description="Let the model write a title after the first turn.")
+    stream_flush_seconds: float = Field(
+        1.0, gt=0, description="Persist partial replies this often."
+    )
+    stream_reattach_grace_seconds: float = Field(
+        0.0, ge=0, description="How long a stream with no client keeps generating."
+    )
     title_max_chars: int = Field(60, ge=10, le=200)
 
     admin_email: str = "admin@botgpt.local"

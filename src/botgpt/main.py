@@ -15,7 +15,9 @@ from botgpt.auth.security import TokenCodec
 from botgpt.auth.service import AuthService
 from botgpt.config import Settings
 from botgpt.conversations.router import router as conversations_router
+from botgpt.conversations.streams import StreamHub
 from botgpt.conversations.turn import ChatService
+from botgpt.conversations.turn_router import router as turn_router
 from botgpt.db import make_engine, make_sessionmaker
 from botgpt.deps import Container
 from botgpt.errors import install_error_handlers
@@ -41,7 +43,9 @@ def build_container(settings: Settings, provider: LLMProvider | None = None) -> 
     container.services["llm"] = llm
     runner = make_runner(engine, settings.effective_database_url)
     container.services["sql"] = runner
-    container.services["chat"] = ChatService(settings, llm, runner)
+    chat = ChatService(settings, llm, runner)
+    container.services["chat"] = chat
+    container.services["streams"] = StreamHub(chat, settings.stream_reattach_grace_seconds)
     return container
 
 
@@ -60,6 +64,7 @@ def create_app(
         if run_migrations:
             await migrate.upgrade(container.engine)
         yield
+        await container.services["streams"].close()
         await container.services["chat"].drain()
         await container.services["llm"].aclose()
         await container.services["sql"].close()
@@ -83,6 +88,7 @@ def create_app(
     app.include_router(ops_router)
     app.include_router(auth_router)
     app.include_router(conversations_router)
+    app.include_router(turn_router)
     app.include_router(openai_router)
     if settings.cors_origins:
         app.add_middleware(

@@ -1,10 +1,12 @@
-"""Routes for conversations and their messages."""
+"""Routes for conversations and their messages (JSON or Server-Sent Events)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi.responses import StreamingResponse
 
 from botgpt.conversations import service
 from botgpt.conversations.schemas import (
@@ -16,8 +18,11 @@ from botgpt.conversations.schemas import (
     MessageCreate,
     TurnPublic,
 )
-from botgpt.conversations.turn import ChatService
+from botgpt.conversations.sse import live_response
+from botgpt.conversations.streams import StreamHub
+from botgpt.conversations.turn import ChatService, Turn
 from botgpt.deps import ContainerDep, CurrentPrincipal, SessionDep
+from botgpt.exceptions import InvalidInput
 from botgpt.idempotency import request_fingerprint, run_once
 from botgpt.openapi import errors_doc
 from botgpt.pagination import PageDep
@@ -33,33 +38,86 @@ IdempotencyKey = Annotated[
 ActAs = Annotated[
     str | None, Query(max_length=200, description="Service keys only: the user to act for.")
 ]
+StreamFlag = Annotated[bool, Query(description="Answer as Server-Sent Events.")]
 TURN_ERRORS = errors_doc(401, 403, 404, 409, 422, 502, 503, 504)
+SSE_DOC: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "With stream=true: text/event-stream of start, delta, usage, done | error",
+        "content": {"text/event-stream": {}},
+    }
+}
 
 
-def _chat(c: ContainerDep) -> ChatService:
+def chat_service(c: ContainerDep) -> ChatService:
+    """The app's chat service."""
     chat: ChatService = c.services["chat"]
     return chat
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses=TURN_ERRORS)
+def stream_hub(c: ContainerDep) -> StreamHub:
+    """The app's registry of live turns."""
+    hub: StreamHub = c.services["streams"]
+    return hub
+
+
+async def respond(
+    c: ContainerDep,
+    db: SessionDep,
+    request: Request,
+    owner: str,
+    body: Any,
+    stream: bool,
+    idempotency_key: str | None,
+    status_code: int,
+    prepare: Callable[[], Awaitable[Turn]],
+) -> TurnPublic | StreamingResponse:
+    """Run a prepared turn as JSON (idempotent when keyed) or as an SSE stream."""
+    if stream:
+        if idempotency_key is not None:
+            raise InvalidInput(
+                "Idempotency-Key is not supported with stream=true; "
+                "re-attach with GET .../messages/{id}/stream instead."
+            )
+        hub = stream_hub(c)
+        return live_response(hub, hub.start(await prepare()), status_code=status_code)
+    fingerprint = request_fingerprint(request.method, request.url.path, body)
+
+    async def action() -> TurnPublic:
+        return await chat_service(c).complete(await prepare())
+
+    return await run_once(db, owner, idempotency_key, fingerprint, status_code, action)  # type: ignore[return-value]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses={**TURN_ERRORS, **SSE_DOC},
+    response_model=TurnPublic,
+)
 async def create_conversation(
     body: ConversationCreate,
     request: Request,
     principal: CurrentPrincipal,
     db: SessionDep,
     c: ContainerDep,
+    stream: StreamFlag = False,
     idempotency_key: IdempotencyKey = None,
-) -> TurnPublic:
+) -> TurnPublic | StreamingResponse:
     """Start a conversation with its first message; returns both messages of the turn."""
     owner = await c.auth.acting_user(db, principal, body.user_id)
-    fingerprint = request_fingerprint("POST", request.url.path, body.model_dump(mode="json"))
-
-    async def action() -> TurnPublic:
-        chat = _chat(c)
-        turn = await chat.start_conversation(owner, body.first_message, body.mode, body.title)
-        return await chat.complete(turn)
-
-    return await run_once(db, owner, idempotency_key, fingerprint, 201, action)  # type: ignore[return-value]
+    return await respond(
+        c,
+        db,
+        request,
+        owner,
+        body.model_dump(mode="json"),
+        stream or body.stream,
+        idempotency_key,
+        201,
+        lambda: chat_service(c).start_conversation(
+            owner, body.first_message, body.mode, body.title
+        ),
+    )
 
 
 @router.get("", responses=errors_doc(401, 403, 422))
@@ -129,23 +187,29 @@ async def _send(
     db: SessionDep,
     c: ContainerDep,
     user_id: str | None,
+    stream: bool,
     idempotency_key: str | None,
     status_code: int,
-) -> TurnPublic:
+) -> TurnPublic | StreamingResponse:
     owner = await c.auth.acting_user(db, principal, user_id)
-    fingerprint = request_fingerprint(
-        request.method, request.url.path, body.model_dump(mode="json")
+    return await respond(
+        c,
+        db,
+        request,
+        owner,
+        body.model_dump(mode="json"),
+        stream or body.stream,
+        idempotency_key,
+        status_code,
+        lambda: chat_service(c).send_message(owner, conversation_id, body.content),
     )
-
-    async def action() -> TurnPublic:
-        chat = _chat(c)
-        return await chat.complete(await chat.send_message(owner, conversation_id, body.content))
-
-    return await run_once(db, owner, idempotency_key, fingerprint, status_code, action)  # type: ignore[return-value]
 
 
 @router.post(
-    "/{conversation_id}/messages", status_code=status.HTTP_201_CREATED, responses=TURN_ERRORS
+    "/{conversation_id}/messages",
+    status_code=status.HTTP_201_CREATED,
+    responses={**TURN_ERRORS, **SSE_DOC},
+    response_model=TurnPublic,
 )
 async def send_message(
     conversation_id: str,
@@ -155,15 +219,18 @@ async def send_message(
     db: SessionDep,
     c: ContainerDep,
     user_id: ActAs = None,
+    stream: StreamFlag = False,
     idempotency_key: IdempotencyKey = None,
-) -> TurnPublic:
-    """Send a user message and get the assistant's reply."""
+) -> TurnPublic | StreamingResponse:
+    """Send a user message and get the assistant's reply (JSON, or SSE with stream=true)."""
     return await _send(
-        conversation_id, body, request, principal, db, c, user_id, idempotency_key, 201
+        conversation_id, body, request, principal, db, c, user_id, stream, idempotency_key, 201
     )
 
 
-@router.put("/{conversation_id}/messages", responses=TURN_ERRORS)
+@router.put(
+    "/{conversation_id}/messages", responses={**TURN_ERRORS, **SSE_DOC}, response_model=TurnPublic
+)
 async def put_message(
     conversation_id: str,
     body: MessageCreate,
@@ -172,9 +239,10 @@ async def put_message(
     db: SessionDep,
     c: ContainerDep,
     user_id: ActAs = None,
+    stream: StreamFlag = False,
     idempotency_key: IdempotencyKey = None,
-) -> TurnPublic:
+) -> TurnPublic | StreamingResponse:
     """Send a user message (the replaced systems' PUT form); same as POST."""
     return await _send(
-        conversation_id, body, request, principal, db, c, user_id, idempotency_key, 200
+        conversation_id, body, request, principal, db, c, user_id, stream, idempotency_key, 200
     )

@@ -43,6 +43,7 @@ class ConversationCreate(BaseModel):
         default=None, max_length=200, description="Service keys only: the user to act for."
     )
     document_ids: list[str] = Field(default_factory=list, max_length=100)
+    stream: bool = Field(default=False, description="Answer as Server-Sent Events.")
 
     _mode = field_validator("mode", mode="before")(_normalise_mode)
 
@@ -61,6 +62,7 @@ class MessageCreate(BaseModel):
         min_length=1, max_length=100_000, validation_alias=AliasChoices("content", "message")
     )
     document_ids: list[str] | None = Field(default=None, max_length=100)
+    stream: bool = Field(default=False, description="Answer as Server-Sent Events.")
 
     @field_validator("content")
     @classmethod
@@ -169,3 +171,10 @@ class TurnPublic(BaseModel):
     user_message: MessagePublic
     assistant_message: MessagePublic
     assistant_response: str = Field(description="The reply text (seed-compatible shortcut).")
+
+
+class CancelPublic(BaseModel):
+    """The outcome of a cancel request."""
+
+    message_id: str
+    status: str

@@ -78,7 +78,11 @@ _ADD_TOTALS = (
     )
 )
 
-_PARTIAL = update(messages).where(m.id == bindparam("mid")).values(content=bindparam("content"))
+_PARTIAL = (
+    update(messages)
+    .where(m.id == bindparam("mid"), m.status.in_(("pending", "streaming")))
+    .values(content=bindparam("content"), status="streaming")
+)
 
 _SAVE_SUMMARY = (
     update(conversations)
@@ -178,3 +182,94 @@ def save_partial(conn: Connection, message_id: str, content: str) -> None:
 def save_summary(conn: Connection, conv_id: str, summary: str, upto_message_id: str) -> None:
     """Store the conversation's running summary."""
     conn.execute(_SAVE_SUMMARY, {"cid": conv_id, "summary": summary, "upto": upto_message_id})
+
+
+_BUMP_ONE = (
+    update(conversations)
+    .where(c.id == bindparam("cid"), c.user_id == bindparam("uid"))
+    .values(next_seq=c.next_seq + 1, message_count=c.message_count + 1, updated_at=bindparam("now"))
+    .returning(c.next_seq, c.title, c.mode, c.summary, c.summary_message_id)
+)
+
+
+class RegenerateRefused(Exception):
+    """Why a reply cannot be regenerated: `missing`, `not_latest` or `in_progress`."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def regenerate(
+    conn: Connection, conv_id: str, owner_id: str, message_id: str, now: datetime, limit: int
+) -> tuple[Appended, dict[str, Any], dict[str, Any]] | None:
+    """Supersede the latest assistant reply and add a new pending one to the same question.
+
+    Returns None when the conversation is not the owner's; raises `RegenerateRefused`.
+    """
+    bumped = conn.execute(_BUMP_ONE, {"cid": conv_id, "uid": owner_id, "now": now}).first()
+    if bumped is None:
+        return None
+    next_seq, title, mode, summary, summary_mid = bumped
+    target = conn.execute(
+        select(m.id, m.role, m.reply_to_id, m.status, m.superseded).where(
+            m.id == message_id, m.conversation_id == conv_id
+        )
+    ).first()
+    if target is None or target.role != "assistant" or target.reply_to_id is None:
+        raise RegenerateRefused("missing")
+    if target.status in ("pending", "streaming"):
+        raise RegenerateRefused("in_progress")
+    question = conn.execute(select(messages).where(m.id == target.reply_to_id)).first()
+    latest_user = conn.execute(
+        select(m.id)
+        .where(m.conversation_id == conv_id, m.role == "user")
+        .order_by(m.seq.desc())
+        .limit(1)
+    ).scalar()
+    if question is None or question.id != latest_user or target.superseded:
+        raise RegenerateRefused("not_latest")
+    conn.execute(update(messages).where(m.id == message_id).values(superseded=True))
+    row = message_row(conv_id, next_seq - 1, "assistant", "", "pending", now)
+    row["reply_to_id"] = question.id
+    conn.execute(_INSERT_MESSAGES, [row])
+    history = [
+        HistoryRow(r[0], r[1], r[2])
+        for r in conn.execute(_HISTORY, {"cid": conv_id, "before": question.seq, "limit": limit})
+    ]
+    history.reverse()
+    user = dict(question._mapping)
+    return Appended(question.seq, title, mode, summary, summary_mid, history), user, row
+
+
+def mark_cancelled(
+    conn: Connection, conv_id: str, owner_id: str, message_id: str, now: datetime
+) -> str | None:
+    """Cancel a pending reply not generating in this process; returns its status, None if absent."""
+    row = conn.execute(
+        select(m.status)
+        .select_from(messages.join(conversations, c.id == m.conversation_id))
+        .where(m.id == message_id, c.id == conv_id, c.user_id == owner_id, m.role == "assistant")
+    ).first()
+    if row is None:
+        return None
+    if row.status in ("pending", "streaming"):
+        conn.execute(
+            update(messages).where(m.id == message_id).values(status="cancelled", completed_at=now)
+        )
+        return "cancelled"
+    return str(row.status)
+
+
+def load_message(conn: Connection, conv_id: str, owner_id: str, message_id: str) -> Any:
+    """One message of an owned conversation, or None."""
+    return conn.execute(
+        select(messages)
+        .select_from(messages.join(conversations, c.id == m.conversation_id))
+        .where(m.id == message_id, c.id == conv_id, c.user_id == owner_id)
+    ).first()
+
+
+def set_title(conn: Connection, conv_id: str, old: str, new: str) -> None:
+    """Replace an automatic title, unless the title changed meanwhile (e.g. renamed)."""
+    conn.execute(update(conversations).where(c.id == conv_id, c.title == old).values(title=new))

@@ -22,9 +22,15 @@ from botgpt.conversations.schemas import MessagePublic, TurnPublic
 from botgpt.conversations.store import HistoryRow
 from botgpt.conversations.views import message_from_values
 from botgpt.errors import llm_error_payload
-from botgpt.exceptions import InvalidInput, NotFound, ProviderFailed, UnsupportedMode
+from botgpt.exceptions import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    ProviderFailed,
+    UnsupportedMode,
+)
 from botgpt.ids import new_id, utcnow
-from botgpt.llm.base import ChatRequest, LLMProvider, Usage
+from botgpt.llm.base import ChatMessage, ChatRequest, LLMProvider, Usage
 from botgpt.llm.context import (
     ContextBudgetError,
     RunningSummary,
@@ -48,6 +54,19 @@ def make_title(text: str, max_chars: int) -> str:
     return cut.rstrip(" ,.;:") + "…"
 
 
+TITLE_PROMPT = (
+    "Write a short title, at most six words, for the conversation below. "
+    "Reply with the title only, without quotes."
+)
+
+
+def clean_title(text: str, max_chars: int) -> str:
+    """A model-written title made presentable: first line, no quotes, bounded length."""
+    line = next((ln for ln in text.strip().splitlines() if ln.strip()), "")
+    line = line.strip().strip("\"'`*#").removeprefix("Title:").strip().strip("\"'")
+    return make_title(line, max_chars) if line else ""
+
+
 class TurnEvent(NamedTuple):
     """One event of a streamed turn: start, delta, usage, done or error."""
 
@@ -69,6 +88,7 @@ class Turn:
     manifest: dict[str, Any]
     summary: str | None = None
     unsummarized: list[HistoryRow] = field(default_factory=list)
+    auto_title: bool = False
 
 
 class ChatService:
@@ -97,6 +117,7 @@ class ChatService:
             )
         now = utcnow()
         conv_id = new_id()
+        auto_title = title is None
         title = title or make_title(text, self.settings.title_max_chars)
         rows = self._pair(conv_id, 1, text, now)
         values = {
@@ -118,7 +139,9 @@ class ChatService:
         }
         # Committed before the provider is called: the question survives any model failure.
         await self.runner.run(lambda conn: store.insert_conversation(conn, values, rows))
-        return self._prepare(conv_id, owner_id, title, mode, rows, [], None, None)
+        turn = self._prepare(conv_id, owner_id, title, mode, rows, [], None, None)
+        turn.auto_title = auto_title
+        return turn
 
     async def send_message(self, owner_id: str, conversation_id: str, text: str) -> Turn:
         """Append a user message to an owned conversation; the reply is still to come."""
@@ -142,6 +165,36 @@ class ChatService:
             appended.title,
             appended.mode,
             rows,
+            appended.history,
+            appended.summary,
+            appended.summary_message_id,
+        )
+
+    async def regenerate(self, owner_id: str, conversation_id: str, message_id: str) -> Turn:
+        """A new reply to the question of the latest assistant message; the old one is kept."""
+        now = utcnow()
+        limit = self.settings.history_max_messages
+        try:
+            result = await self.runner.run(
+                lambda conn: store.regenerate(
+                    conn, conversation_id, owner_id, message_id, now, limit
+                )
+            )
+        except store.RegenerateRefused as e:
+            if e.reason == "missing":
+                raise NotFound("Message not found.") from e
+            if e.reason == "in_progress":
+                raise Conflict("This reply is still being generated.") from e
+            raise Conflict("Only the latest reply of a conversation can be regenerated.") from e
+        if result is None:
+            raise NotFound("Conversation not found.")
+        appended, user, assistant = result
+        return self._prepare(
+            conversation_id,
+            owner_id,
+            appended.title,
+            appended.mode,
+            [user, assistant],
             appended.history,
             appended.summary,
             appended.summary_message_id,
@@ -209,12 +262,17 @@ class ChatService:
         parts: list[str] = []
         usage: Usage | None = None
         started = time.perf_counter()
+        flushed = started
         outcome = "cancelled"
         try:
             async for chunk in self.provider.stream(turn.request):
                 if chunk.delta:
                     parts.append(chunk.delta)
                     yield TurnEvent("delta", {"text": chunk.delta})
+                    now = time.perf_counter()
+                    if now - flushed >= self.settings.stream_flush_seconds:
+                        flushed = now
+                        await self._save_partial(turn, "".join(parts))
                 if chunk.usage is not None:
                     usage = chunk.usage
             outcome = "complete"
@@ -230,6 +288,10 @@ class ChatService:
         await self._finish(turn, parts, usage, started, "complete", None)
         yield TurnEvent("usage", {"usage": message_from_values(turn.assistant).usage})
         yield TurnEvent("done", {"assistant_message": message_from_values(turn.assistant)})
+
+    async def _save_partial(self, turn: Turn, text: str) -> None:
+        mid = turn.assistant["id"]
+        await self.runner.run(lambda conn: store.save_partial(conn, mid, text))
 
     async def _finish(
         self,
@@ -276,6 +338,30 @@ class ChatService:
             log.warning("turn failed: %s (%s)", error.code, type(error).__name__)
         if status == "complete" and turn.unsummarized:
             self._spawn(self._refresh_summary(turn))
+        if status == "complete" and turn.auto_title and self.settings.llm_titles and text:
+            self._spawn(self._write_title(turn, text))
+
+    async def _write_title(self, turn: Turn, reply: str) -> None:
+        request = ChatRequest(
+            messages=[
+                ChatMessage("system", TITLE_PROMPT),
+                ChatMessage(
+                    "user", f"User: {turn.user['content'][:1000]}\nAssistant: {reply[:1000]}"
+                ),
+            ],
+            max_tokens=24,
+            temperature=0.2,
+        )
+        try:
+            result = await self.provider.complete(request)
+        except LLMError:
+            return  # the first words of the question remain the title
+        title = clean_title(result.text, self.settings.title_max_chars)
+        if title:
+            old = turn.title
+            await self.runner.run(
+                lambda conn: store.set_title(conn, turn.conversation_id, old, title)
+            )
 
     async def _refresh_summary(self, turn: Turn) -> None:
         dropped = turn.unsummarized

@@ -1,0 +1,63 @@
+"""Server-Sent Events framing of turn events, for live and finished replies."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+import orjson
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+
+from botgpt.conversations.streams import LiveTurn, StreamHub
+from botgpt.conversations.turn import TurnEvent
+
+SSE_HEADERS = {
+    "Cache-Control": "no-cache, no-transform",
+    "X-Accel-Buffering": "no",  # nginx: do not buffer the stream
+    "Connection": "keep-alive",
+}
+HEARTBEAT_SECONDS = 15.0
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    return value
+
+
+def event_data(event: TurnEvent) -> dict[str, Any]:
+    """The client-facing data of an event (internal objects such as the cause removed)."""
+    return {k: _jsonable(v) for k, v in event.data.items() if k != "cause"}
+
+
+def encode(event_id: int, event: TurnEvent) -> bytes:
+    """One SSE frame; pings are comments so clients ignore them."""
+    if event.event == "ping":
+        return b": ping\n\n"
+    data = orjson.dumps(event_data(event))
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (event_id, event.event.encode(), data)
+
+
+def live_response(
+    hub: StreamHub, live: LiveTurn, after: int = 0, status_code: int = 200
+) -> StreamingResponse:
+    """Stream a live turn's events from id `after` on."""
+
+    async def body() -> AsyncIterator[bytes]:
+        async for event_id, event in hub.subscribe(live, after, HEARTBEAT_SECONDS):
+            yield encode(event_id, event)
+
+    return StreamingResponse(
+        body(), status_code=status_code, media_type="text/event-stream", headers=SSE_HEADERS
+    )
+
+
+def replay_response(events: Iterable[tuple[int, TurnEvent]]) -> StreamingResponse:
+    """Stream already-known events (a reply that finished before the client attached)."""
+
+    async def body() -> AsyncIterator[bytes]:
+        for event_id, event in events:
+            yield encode(event_id, event)
+
+    return StreamingResponse(body(), media_type="text/event-stream", headers=SSE_HEADERS)

@@ -1,0 +1,124 @@
+"""Live turns: generation runs in its own task; clients subscribe, leave and re-attach.
+
+Every event of a live turn gets an increasing id and is kept until the turn ends, so a
+client that reconnects with `Last-Event-ID` receives what it missed. When the last
+subscriber leaves, the turn is cancelled after a grace period (zero by default) and
+the assistant message keeps the text generated so far with status `cancelled`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from botgpt.conversations.turn import ChatService, Turn, TurnEvent
+
+
+@dataclass(eq=False)
+class LiveTurn:
+    """One turn being generated, with its event log and subscribers."""
+
+    turn: Turn
+    events: list[tuple[int, TurnEvent]] = field(default_factory=list)
+    subscribers: int = 0
+    finished: bool = False
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    idle_timer: asyncio.TimerHandle | None = None
+
+    def publish(self, event: TurnEvent) -> None:
+        """Append an event and wake subscribers."""
+        self.events.append((len(self.events) + 1, event))
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+
+class StreamHub:
+    """Registry of live turns in this process, keyed by assistant message id."""
+
+    def __init__(self, chat: ChatService, grace_seconds: float = 0.0) -> None:
+        self.chat = chat
+        self.grace = grace_seconds
+        self._live: dict[str, LiveTurn] = {}
+
+    def start(self, turn: Turn) -> LiveTurn:
+        """Begin generating `turn` in the background."""
+        live = LiveTurn(turn)
+        self._live[turn.assistant["id"]] = live
+        live.task = asyncio.get_running_loop().create_task(self._run(live))
+        return live
+
+    def get(self, message_id: str) -> LiveTurn | None:
+        """The live turn of an assistant message, if it is generating here."""
+        return self._live.get(message_id)
+
+    async def _run(self, live: LiveTurn) -> None:
+        try:
+            async for event in self.chat.events(live.turn):
+                live.publish(event)
+        except asyncio.CancelledError:
+            live.publish(TurnEvent("cancelled", {"message_id": live.turn.assistant["id"]}))
+        finally:
+            live.finished = True
+            live.publish(TurnEvent("end", {}))
+            self._live.pop(live.turn.assistant["id"], None)
+
+    def cancel(self, message_id: str) -> bool:
+        """Stop a live turn; its message ends `cancelled`. False if not live here."""
+        live = self._live.get(message_id)
+        if live is None or live.task is None:
+            return False
+        live.task.cancel()
+        return True
+
+    async def subscribe(
+        self, live: LiveTurn, after: int = 0, heartbeat: float | None = None
+    ) -> AsyncIterator[tuple[int, TurnEvent]]:
+        """Events of a live turn with id > `after`, until it ends; `ping` events when idle."""
+        live.subscribers += 1
+        if live.idle_timer is not None:
+            live.idle_timer.cancel()
+            live.idle_timer = None
+        try:
+            position = after
+            while True:
+                pending = live.events[position:]
+                for event_id, event in pending:
+                    if event.event == "end":
+                        return
+                    yield event_id, event
+                position += len(pending)
+                if live.finished and position >= len(live.events):
+                    return
+                try:
+                    await asyncio.wait_for(live.changed.wait(), heartbeat)
+                except TimeoutError:
+                    yield 0, TurnEvent("ping", {})
+        finally:
+            live.subscribers -= 1
+            if live.subscribers == 0 and not live.finished:
+                self._schedule_cancel(live)
+
+    def _schedule_cancel(self, live: LiveTurn) -> None:
+        mid = live.turn.assistant["id"]
+        if self.grace <= 0:
+            self.cancel(mid)
+            return
+        live.idle_timer = asyncio.get_running_loop().call_later(
+            self.grace, self._cancel_if_idle, live
+        )
+
+    def _cancel_if_idle(self, live: LiveTurn) -> None:
+        if live.subscribers == 0 and not live.finished:
+            self.cancel(live.turn.assistant["id"])
+
+    async def close(self) -> None:
+        """Cancel every live turn (shutdown) and wait for their messages to be stored."""
+        tasks = [lt.task for lt in self._live.values() if lt.task is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -1,0 +1,129 @@
+"""Routes that act on one reply: regenerate, cancel, and (re-)attach to its stream."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request, status
+from fastapi.responses import StreamingResponse
+
+from botgpt.conversations import store
+from botgpt.conversations.router import (
+    SSE_DOC,
+    TURN_ERRORS,
+    ActAs,
+    IdempotencyKey,
+    StreamFlag,
+    chat_service,
+    respond,
+    stream_hub,
+)
+from botgpt.conversations.schemas import CancelPublic, TurnPublic
+from botgpt.conversations.sse import live_response, replay_response
+from botgpt.conversations.turn import TurnEvent
+from botgpt.conversations.views import message_public
+from botgpt.deps import ContainerDep, CurrentPrincipal, SessionDep
+from botgpt.exceptions import NotFound
+from botgpt.ids import utcnow
+from botgpt.openapi import errors_doc
+
+router = APIRouter(prefix="/api/v1/conversations", tags=["conversations"])
+
+
+@router.post(
+    "/{conversation_id}/messages/{message_id}/regenerate",
+    status_code=status.HTTP_201_CREATED,
+    responses={**TURN_ERRORS, **SSE_DOC},
+    response_model=TurnPublic,
+)
+async def regenerate(
+    conversation_id: str,
+    message_id: str,
+    request: Request,
+    principal: CurrentPrincipal,
+    db: SessionDep,
+    c: ContainerDep,
+    user_id: ActAs = None,
+    stream: StreamFlag = False,
+    idempotency_key: IdempotencyKey = None,
+) -> TurnPublic | StreamingResponse:
+    """Write a new reply to the latest question; the previous reply is kept, superseded."""
+    owner = await c.auth.acting_user(db, principal, user_id)
+    return await respond(
+        c,
+        db,
+        request,
+        owner,
+        {"message_id": message_id},
+        stream,
+        idempotency_key,
+        201,
+        lambda: chat_service(c).regenerate(owner, conversation_id, message_id),
+    )
+
+
+@router.post("/{conversation_id}/messages/{message_id}/cancel", responses=errors_doc(401, 403, 404))
+async def cancel(
+    conversation_id: str,
+    message_id: str,
+    principal: CurrentPrincipal,
+    db: SessionDep,
+    c: ContainerDep,
+    user_id: ActAs = None,
+) -> CancelPublic:
+    """Stop a reply being generated; it keeps the text so far with status `cancelled`."""
+    owner = await c.auth.acting_user(db, principal, user_id)
+    hub = stream_hub(c)
+    live = hub.get(message_id)
+    if live is not None and live.turn.owner_id == owner:
+        hub.cancel(message_id)
+        if live.task is not None:
+            await live.task
+        return CancelPublic(message_id=message_id, status=live.turn.assistant["status"])
+    now = utcnow()
+    result = await chat_service(c).runner.run(
+        lambda conn: store.mark_cancelled(conn, conversation_id, owner, message_id, now)
+    )
+    if result is None:
+        raise NotFound("Message not found.")
+    return CancelPublic(message_id=message_id, status=result)
+
+
+@router.get(
+    "/{conversation_id}/messages/{message_id}/stream",
+    responses={**errors_doc(401, 403, 404), **SSE_DOC},
+)
+async def attach(
+    conversation_id: str,
+    message_id: str,
+    principal: CurrentPrincipal,
+    db: SessionDep,
+    c: ContainerDep,
+    user_id: ActAs = None,
+    last_event_id: Annotated[int, Header(alias="Last-Event-ID", ge=0)] = 0,
+) -> StreamingResponse:
+    """(Re-)attach to a reply's event stream; events after `Last-Event-ID` are sent."""
+    owner = await c.auth.acting_user(db, principal, user_id)
+    hub = stream_hub(c)
+    live = hub.get(message_id)
+    if live is not None and live.turn.owner_id == owner:
+        return live_response(hub, live, last_event_id)
+    row = await chat_service(c).runner.run(
+        lambda conn: store.load_message(conn, conversation_id, owner, message_id)
+    )
+    if row is None or row.role != "assistant":
+        raise NotFound("Message not found.")
+    message = message_public(row)
+    ids = {"conversation_id": conversation_id, "assistant_message_id": message_id}
+    events = [
+        (1, TurnEvent("start", ids)),
+        (2, TurnEvent("delta", {"text": message.content})),
+    ]
+    if message.status == "failed" and message.error is not None:
+        events.append((3, TurnEvent("error", message.error.model_dump())))
+    elif message.status == "complete":
+        events.append((3, TurnEvent("usage", {"usage": message.usage})))
+        events.append((4, TurnEvent("done", {"assistant_message": message})))
+    else:
+        events.append((3, TurnEvent(message.status, {"assistant_message": message})))
+    return replay_response(e for e in events if e[0] > last_event_id)
