@@ -25,7 +25,9 @@ async def live(ctx: AppCtx) -> AsyncIterator[httpx.AsyncClient]:
     config = uvicorn.Config(ctx.app, host="127.0.0.1", port=0, lifespan="off", log_config=None)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
-    while not server.started:
+    for _ in range(500):
+        if server.started:
+            break
         await asyncio.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
@@ -164,7 +166,8 @@ async def test_reattach_with_last_event_id(
         ) as r:
             first = await read_events(r, stop_after=3)
         ids = first[0]["data"]
-        url = f"/api/v1/conversations/{ids['conversation_id']}/messages/{ids['assistant_message_id']}/stream"
+        cid, mid = ids["conversation_id"], ids["assistant_message_id"]
+        url = f"/api/v1/conversations/{cid}/messages/{mid}/stream"
         async with live.stream("GET", url, headers={**user.headers, "Last-Event-ID": "3"}) as r:
             assert r.status_code == 200
             rest = await read_events(r)
