@@ -166,3 +166,32 @@ class Settings(BaseSettings):
         path.write_text(key)
         path.chmod(0o600)
         return key
+
+    # --- documents and retrieval (DESIGN.md section 5) ---------------------------------
+    # Upload limit, chunking, the embedder (local MiniLM, any OpenAI-compatible embeddings
+    # API, or the hash test double), hybrid-search fusion and the grounded relevance floor.
+    # Fusion defaults are botgpt.retrieval.search.SearchParams' (tuned on SciFact train).
+    max_upload_mb: float = Field(25.0, gt=0, le=2048)
+    chunk_tokens: int = Field(256, ge=16, le=8192)
+    chunk_overlap: int = Field(32, ge=0, le=4096)
+    embedding_provider: Literal["local", "openai", "hash"] = "local"
+    embedding_model: str = Field("", description="Empty: the provider's default model.")
+    embedding_base_url: str = "https://api.openai.com/v1"
+    embedding_api_key: SecretStr | None = None
+    embedding_dimension: int = Field(384, ge=8, le=4096)
+    embedding_batch_size: int = Field(16, ge=1, le=512)
+    ingest_workers: int = Field(1, ge=1, le=8)
+    rrf_k: float = Field(60.0, gt=0)
+    hybrid_keyword_weight: float = Field(1.0, ge=0)
+    hybrid_vector_weight: float = Field(1.0, ge=0)
+    search_min_score: float = Field(
+        0.25, ge=-1, le=1, description="Grounded answers ignore passages below this cosine."
+    )
+
+    @model_validator(mode="after")
+    def _check_chunking(self) -> Settings:
+        if self.chunk_overlap >= self.chunk_tokens:
+            raise ValueError("BOTGPT_CHUNK_OVERLAP must be smaller than BOTGPT_CHUNK_TOKENS")
+        return self
+
+    # --- end documents and retrieval ---------------------------------------------------

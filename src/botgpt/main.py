@@ -18,6 +18,7 @@ from botgpt.conversations.router import router as conversations_router
 from botgpt.conversations.streams import StreamHub
 from botgpt.conversations.turn import ChatService
 from botgpt.conversations.turn_router import router as turn_router
+from botgpt.conversations.ws_router import router as ws_router
 from botgpt.db import make_engine, make_sessionmaker
 from botgpt.deps import Container
 from botgpt.errors import install_error_handlers
@@ -89,6 +90,7 @@ def create_app(
     app.include_router(auth_router)
     app.include_router(conversations_router)
     app.include_router(turn_router)
+    app.include_router(ws_router)
     app.include_router(openai_router)
     if settings.cors_origins:
         app.add_middleware(

@@ -305,3 +305,43 @@ async def test_long_history_uses_running_summary(
         assert any(item["kind"] == "summary" for item in manifest["items"])
     finally:
         chat.budget = saved
+
+
+async def test_websocket_chat_and_cancel(
+    live: httpx.AsyncClient, user: AuthedUser, fake: FakeProvider
+) -> None:
+    import websockets
+
+    url = str(live.base_url).replace("http://", "ws://") + "/api/v1/chat/ws"
+    fake.enqueue("Hello over websockets", FakeReply(text=LONG * 3, chunk_delay=0.05))
+    async with websockets.connect(f"{url}?token={user.access_token}") as ws:
+        await ws.send(json.dumps({"type": "message", "content": "hi there", "mode": "open_chat"}))
+        events = []
+        while not events or events[-1]["type"] != "done":
+            events.append(json.loads(await ws.recv()))
+        assert events[0]["type"] == "start"
+        text = "".join(e["data"]["text"] for e in events if e["type"] == "delta")
+        assert text == "Hello over websockets"
+        cid = events[0]["data"]["conversation_id"]
+        await ws.send(json.dumps({"type": "message", "conversation_id": cid, "content": "more"}))
+        start = json.loads(await ws.recv())
+        mid = start["data"]["assistant_message_id"]
+        await ws.send(json.dumps({"type": "cancel", "message_id": mid}))
+        last = start
+        while last["type"] not in ("cancelled", "done"):
+            last = json.loads(await ws.recv())
+        assert last["type"] == "cancelled"
+        await ws.send(json.dumps({"type": "message", "conversation_id": "nope", "content": "x"}))
+        err = json.loads(await ws.recv())
+        assert err["type"] == "error" and err["data"]["code"] == "not_found"
+    msg = await wait_status(live, user, cid, 4, "cancelled")
+    assert len(msg["content"]) < len(LONG * 3)
+
+
+async def test_websocket_requires_auth(live: httpx.AsyncClient) -> None:
+    import websockets
+
+    url = str(live.base_url).replace("http://", "ws://") + "/api/v1/chat/ws?token=bad"
+    with pytest.raises(websockets.exceptions.InvalidStatus):
+        async with websockets.connect(url):
+            pass

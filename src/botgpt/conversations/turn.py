@@ -39,6 +39,7 @@ from botgpt.llm.context import (
     effective_budget,
 )
 from botgpt.llm.errors import LLMError
+from botgpt.llm.resilience import stream_with_source
 from botgpt.llm.tokens import TokenCounter, get_counter
 from botgpt.sqlrunner import SqlRunner
 
@@ -264,8 +265,9 @@ class ChatService:
         started = time.perf_counter()
         flushed = started
         outcome = "cancelled"
+        source: LLMProvider = self.provider
         try:
-            async for chunk in self.provider.stream(turn.request):
+            async for source, chunk in stream_with_source(self.provider, turn.request):
                 if chunk.delta:
                     parts.append(chunk.delta)
                     yield TurnEvent("delta", {"text": chunk.delta})
@@ -278,14 +280,16 @@ class ChatService:
             outcome = "complete"
         except LLMError as error:
             outcome = "failed"
-            await self._finish(turn, parts, usage, started, "failed", error)
+            await self._finish(turn, parts, usage, started, "failed", error, source)
             yield TurnEvent("error", {**llm_error_payload(error), "cause": error})
             return
         finally:
             if outcome == "cancelled":
                 # The client went away (or the task was cancelled): keep what we have.
-                await asyncio.shield(self._finish(turn, parts, usage, started, "cancelled", None))
-        await self._finish(turn, parts, usage, started, "complete", None)
+                await asyncio.shield(
+                    self._finish(turn, parts, usage, started, "cancelled", None, source)
+                )
+        await self._finish(turn, parts, usage, started, "complete", None, source)
         yield TurnEvent("usage", {"usage": message_from_values(turn.assistant).usage})
         yield TurnEvent("done", {"assistant_message": message_from_values(turn.assistant)})
 
@@ -301,9 +305,10 @@ class ChatService:
         started: float,
         status: str,
         error: LLMError | None,
+        source: LLMProvider,
     ) -> None:
         text = "".join(parts)
-        model = turn.request.model or self.provider.model
+        model = turn.request.model or source.model
         prompt_tokens = usage.prompt_tokens if usage else int(turn.manifest["total_tokens"])
         completion_tokens = usage.completion_tokens if usage else self.counter.count(text)
         cost = self._cost(model, prompt_tokens, completion_tokens)
@@ -314,7 +319,7 @@ class ChatService:
             "status": status,
             "error_code": error.code if error else None,
             "error_message": error.message[:500] if error else None,
-            "provider": self.provider.name,
+            "provider": source.name,
             "model": model,
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
