@@ -15,6 +15,7 @@ from botgpt.auth.security import TokenCodec
 from botgpt.auth.service import AuthService
 from botgpt.config import Settings
 from botgpt.conversations.router import router as conversations_router
+from botgpt.conversations.router import usage_router
 from botgpt.conversations.streams import StreamHub
 from botgpt.conversations.turn import ChatService
 from botgpt.conversations.turn_router import router as turn_router
@@ -90,6 +91,7 @@ def create_app(
     app.include_router(auth_router)
     app.include_router(conversations_router)
     app.include_router(turn_router)
+    app.include_router(usage_router)
     app.include_router(ws_router)
     app.include_router(openai_router)
     if settings.cors_origins:

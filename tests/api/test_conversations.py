@@ -194,3 +194,21 @@ async def test_service_key_acts_for_seed_user_ids(
     assert r.json()["total"] == 0
     r = await client.get(f"/api/v1/conversations/{cid}?user_id=someone-else", headers=h)
     assert r.status_code == 404
+
+
+async def test_usage_totals_per_user(
+    client: httpx.AsyncClient, users: UserFactory, conversations: ConversationFactory
+) -> None:
+    owner, other = await users.create(), await users.create()
+    a = await conversations.create(owner, "one")
+    b = await conversations.create(owner, "two")
+    await conversations.create(other, "three")
+    r = await client.get("/api/v1/users/me/usage", headers=owner.headers)
+    assert r.status_code == 200
+    body = r.json()
+    assert body["conversations"] == 2 and body["messages"] == 4
+    expected = sum(
+        c["assistant_message"]["usage"]["total_tokens"]  # type: ignore[index]
+        for c in (a, b)
+    )
+    assert body["total_tokens"] == expected > 0

@@ -17,6 +17,7 @@ from botgpt.conversations.schemas import (
     ConversationUpdate,
     MessageCreate,
     TurnPublic,
+    UsageTotals,
 )
 from botgpt.conversations.sse import live_response
 from botgpt.conversations.streams import StreamHub
@@ -132,6 +133,18 @@ async def list_conversations(
     """The caller's conversations, most recently active first, with a preview of each."""
     owner = await c.auth.acting_user(db, principal, user_id)
     return await service.list_conversations(db, owner, page, archived)
+
+
+usage_router = APIRouter(prefix="/api/v1/users/me", tags=["auth"])
+
+
+@usage_router.get("/usage", responses=errors_doc(401, 403))
+async def my_usage(
+    principal: CurrentPrincipal, db: SessionDep, c: ContainerDep, user_id: ActAs = None
+) -> UsageTotals:
+    """Tokens and cost over all of the caller's conversations."""
+    owner = await c.auth.acting_user(db, principal, user_id)
+    return await service.usage_totals(db, owner)
 
 
 @router.get("/{conversation_id}", responses=errors_doc(401, 403, 404))

@@ -178,3 +178,15 @@ class CancelPublic(BaseModel):
 
     message_id: str
     status: str
+
+
+class UsageTotals(BaseModel):
+    """A user's usage and cost over all conversations."""
+
+    user_id: str
+    conversations: int
+    messages: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost_usd: float

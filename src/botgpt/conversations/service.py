@@ -14,6 +14,7 @@ from botgpt.conversations.schemas import (
     ConversationSummary,
     ConversationTotals,
     ConversationUpdate,
+    UsageTotals,
 )
 from botgpt.conversations.views import conversation_summary, message_public
 from botgpt.exceptions import NotFound
@@ -98,3 +99,28 @@ async def delete_conversation(db: AsyncSession, owner_id: str, conversation_id: 
     await db.execute(delete(Message).where(Message.conversation_id == conv.id))
     await db.delete(conv)
     await db.commit()
+
+
+async def usage_totals(db: AsyncSession, owner_id: str) -> UsageTotals:
+    """Tokens and cost summed over the owner's conversations."""
+    row = (
+        await db.execute(
+            select(
+                func.count(),
+                func.coalesce(func.sum(Conversation.message_count), 0),
+                func.coalesce(func.sum(Conversation.prompt_tokens), 0),
+                func.coalesce(func.sum(Conversation.completion_tokens), 0),
+                func.coalesce(func.sum(Conversation.cost_usd), 0.0),
+            ).where(Conversation.user_id == owner_id)
+        )
+    ).one()
+    conversations, messages, prompt, completion, cost = row
+    return UsageTotals(
+        user_id=owner_id,
+        conversations=int(conversations),
+        messages=int(messages),
+        prompt_tokens=int(prompt),
+        completion_tokens=int(completion),
+        total_tokens=int(prompt) + int(completion),
+        cost_usd=float(cost),
+    )

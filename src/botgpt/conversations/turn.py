@@ -267,7 +267,8 @@ class ChatService:
         outcome = "cancelled"
         source: LLMProvider = self.provider
         try:
-            async for source, chunk in stream_with_source(self.provider, turn.request):
+            async for answered, chunk in stream_with_source(self.provider, turn.request):
+                source = answered  # a fallback may answer instead of the primary
                 if chunk.delta:
                     parts.append(chunk.delta)
                     yield TurnEvent("delta", {"text": chunk.delta})
