@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     llm_temperature: float = Field(0.7, ge=0, le=2)
     llm_timeout_seconds: float = Field(60.0, gt=0)
     llm_connect_timeout_seconds: float = Field(5.0, gt=0)
+    llm_max_connections: int = Field(
+        1000, ge=1, description="Concurrent upstream connections per provider (one per stream)."
+    )
     llm_retry_attempts: int = Field(3, ge=1, le=10)
     llm_retry_base_seconds: float = Field(0.5, ge=0)
     llm_retry_max_seconds: float = Field(20.0, ge=0)

@@ -22,6 +22,8 @@ from botgpt.conversations.turn_router import router as turn_router
 from botgpt.conversations.ws_router import router as ws_router
 from botgpt.db import make_engine, make_sessionmaker
 from botgpt.deps import Container
+from botgpt.documents.router import router as documents_router
+from botgpt.documents.service import build_document_services, close_document_services
 from botgpt.errors import install_error_handlers
 from botgpt.idempotency import Replay
 from botgpt.llm.base import LLMProvider
@@ -29,6 +31,7 @@ from botgpt.llm.factory import build_provider
 from botgpt.observability.middleware import RequestContextMiddleware
 from botgpt.observability.router import router as ops_router
 from botgpt.openai_api.router import router as openai_router
+from botgpt.retrieval.router import router as search_router
 from botgpt.sqlrunner import make_runner
 
 
@@ -48,6 +51,7 @@ def build_container(settings: Settings, provider: LLMProvider | None = None) -> 
     chat = ChatService(settings, llm, runner)
     container.services["chat"] = chat
     container.services["streams"] = StreamHub(chat, settings.stream_reattach_grace_seconds)
+    container.services.update(build_document_services(settings, engine, container.sessions))
     return container
 
 
@@ -65,7 +69,9 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if run_migrations:
             await migrate.upgrade(container.engine)
+        await container.services["jobs"].start()
         yield
+        await close_document_services(container.services)
         await container.services["streams"].close()
         await container.services["chat"].drain()
         await container.services["llm"].aclose()
@@ -94,6 +100,8 @@ def create_app(
     app.include_router(usage_router)
     app.include_router(ws_router)
     app.include_router(openai_router)
+    app.include_router(documents_router)
+    app.include_router(search_router)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -58,6 +58,7 @@ def _make_raw(
             first_token_timeout=first_token,
             total_timeout=total,
             name=name or "openai",
+            max_connections=settings.llm_max_connections,
         )
     if kind == "anthropic":
         from botgpt.llm.providers.anthropic import AnthropicProvider
@@ -70,6 +71,7 @@ def _make_raw(
             first_token_timeout=first_token,
             total_timeout=total,
             name=name or "anthropic",
+            max_connections=settings.llm_max_connections,
         )
     from botgpt.llm.providers.local import LocalLlamaProvider
 

@@ -127,7 +127,8 @@ def _validation_error(error: RequestValidationError) -> OpenAIError:
     errors = list(error.errors())
     if not errors:
         return OpenAIError(400, "The request is invalid.")
-    first = errors[0]
+    # With unions (`content`: string or parts) the deepest error names the real problem.
+    first = max(errors, key=lambda e: len(tuple(e.get("loc", ()))))
     message = str(first.get("msg", "Invalid value.")).removeprefix("Value error, ")
     param = _param(tuple(first.get("loc", ())))
     if first.get("type") == "json_invalid":

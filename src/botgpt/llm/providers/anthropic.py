@@ -248,6 +248,7 @@ class AnthropicProvider(LLMProvider):
         name: str = "anthropic",
         client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        max_connections: int = 1000,
     ) -> None:
         self.name = name
         self.model = model
@@ -277,6 +278,7 @@ class AnthropicProvider(LLMProvider):
             secrets=(api_key,),
             client=client,
             transport=transport,
+            max_connections=max_connections,
         )
 
     def build_payload(self, request: ChatRequest) -> dict[str, Any]:

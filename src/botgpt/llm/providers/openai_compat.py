@@ -568,6 +568,7 @@ class OpenAICompatProvider(LLMProvider):
         name: str = "openai",
         client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        max_connections: int = 1000,
     ) -> None:
         self.name = name
         self.model = model
@@ -599,6 +600,7 @@ class OpenAICompatProvider(LLMProvider):
             secrets=(api_key,) if api_key else (),
             client=client,
             transport=transport,
+            max_connections=max_connections,
         )
 
     def build_payload(self, request: ChatRequest) -> dict[str, Any]:
