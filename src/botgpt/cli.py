@@ -1,10 +1,11 @@
-"""Command line: botgpt serve | migrate | create-admin-key."""
+"""Command line: botgpt serve | migrate | ingest | eval retrieval."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -81,6 +82,105 @@ def cmd_migrate(_: argparse.Namespace) -> None:
         print(f"Admin API key (shown once, keep it safe): {key}")
 
 
+# --- documents: ingest and retrieval evaluation ---------------------------------------
+def _progress_bars() -> Any:
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+    from rich.table import Column
+
+    return Progress(
+        TextColumn("{task.description}", table_column=Column(min_width=16, no_wrap=True)),
+        BarColumn(bar_width=24),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[status]}", table_column=Column(overflow="fold")),
+    )
+
+
+async def _ingest(settings: Settings, paths: list[str], user: str | None) -> int:
+    from botgpt.db import make_engine, make_sessionmaker
+    from botgpt.documents import service as documents
+    from botgpt.exceptions import DomainError
+
+    engine = make_engine(settings.effective_database_url)
+    services = documents.build_document_services(settings, engine, make_sessionmaker(engine))
+    service: documents.DocumentService = services["documents"]
+    failures = 0
+    try:
+        owner = await documents.resolve_user(service.sessions, user or settings.admin_email)
+        with _progress_bars() as bars:
+            for path in documents.expand_paths(paths):
+                task = bars.add_task(path.name[:40], total=1.0, status="queued")
+
+                def report(status: str, progress: float, task: Any = task) -> None:
+                    bars.update(task, completed=progress, status=status)
+
+                try:
+                    result = await service.ingest_file(owner, path, report)
+                except (DomainError, OSError) as exc:
+                    failures += 1
+                    bars.update(task, status=f"[red]{getattr(exc, 'message', None) or exc}")
+                    continue
+                doc = result.document
+                if result.duplicate:
+                    note = f"already uploaded as {doc.id} ({doc.status})"
+                elif doc.status != "ready":
+                    failures += 1
+                    note = f"[red]{doc.status}: {doc.error_message}"
+                else:
+                    note = f"{doc.id}: {doc.pages} pages, {doc.chunk_count} chunks"
+                bars.update(task, completed=1.0, status=note)
+    except DomainError as exc:
+        print(exc.message, file=sys.stderr)
+        return 2
+    finally:
+        await documents.close_document_services(services)
+        await engine.dispose()
+    return 1 if failures else 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> None:
+    """Upload files (or folders) for a user and ingest them now, with progress bars."""
+    settings = _settings()
+    key = asyncio.run(_prepare(settings))
+    if key:
+        print(f"Admin API key (shown once, keep it safe): {key}")
+    raise SystemExit(asyncio.run(_ingest(settings, args.paths, args.user)))
+
+
+def cmd_eval_retrieval(args: argparse.Namespace) -> None:
+    """Index a BEIR dataset in a throwaway database and print nDCG@10 and Recall@100."""
+    import dataclasses
+    import json
+    import tempfile
+
+    from botgpt.documents.ingest import evaluate_retrieval
+
+    settings = _settings()
+    with _progress_bars() as bars, tempfile.TemporaryDirectory(prefix="botgpt-eval-") as tmp:
+        tasks: dict[str, Any] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bars.add_task(stage, total=total, status="")
+            bars.update(tasks[stage], completed=done, status=f"{done}/{total}")
+
+        url = args.database_url or f"sqlite+aiosqlite:///{tmp}/eval.db"
+        report = asyncio.run(
+            evaluate_retrieval(
+                settings,
+                args.dataset,
+                split=args.split,
+                mode=args.mode,
+                database_url=url,
+                progress=progress,
+            )
+        )
+    print(f"nDCG@10 {report.ndcg_at_10:.4f}  Recall@100 {report.recall_at_100:.4f}")
+    print(json.dumps(dataclasses.asdict(report)))
+
+
+# --- end documents ---------------------------------------------------------------------
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `botgpt` command."""
     parser = argparse.ArgumentParser(prog="botgpt", description="BOT GPT server and tools")
@@ -90,6 +190,19 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--port", type=int)
     serve.set_defaults(func=cmd_serve)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+    ingest = sub.add_parser("ingest", help="upload and ingest documents now")
+    ingest.add_argument("paths", nargs="+", metavar="PATH", help="files or folders")
+    ingest.add_argument("--user", help="owner email or id (default: the admin)")
+    ingest.set_defaults(func=cmd_ingest)
+    evaluate = sub.add_parser("eval", help="measure quality").add_subparsers(
+        dest="target", required=True
+    )
+    retrieval = evaluate.add_parser("retrieval", help="nDCG@10 / Recall@100 on a BEIR dataset")
+    retrieval.add_argument("--dataset", required=True, help="folder with corpus/queries/qrels")
+    retrieval.add_argument("--split", default="test")
+    retrieval.add_argument("--mode", choices=["hybrid", "keyword", "vector"], default="hybrid")
+    retrieval.add_argument("--database-url", help="an empty database (default: temporary SQLite)")
+    retrieval.set_defaults(func=cmd_eval_retrieval)
     args = parser.parse_args(argv)
     args.func(args)
 

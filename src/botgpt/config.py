@@ -110,6 +110,10 @@ class Settings(BaseSettings):
     stream_reattach_grace_seconds: float = Field(
         0.0, ge=0, description="How long a stream with no client keeps generating."
     )
+    grounded_top_k: int = Field(5, ge=1, le=20, description="Passages given to grounded turns.")
+    grounded_not_found_message: str = (
+        "I could not find this in your documents, so I cannot answer it from them."
+    )
     title_max_chars: int = Field(60, ge=10, le=200)
 
     admin_email: str = "admin@botgpt.local"

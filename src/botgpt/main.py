@@ -14,6 +14,7 @@ from botgpt.auth.router import router as auth_router
 from botgpt.auth.security import TokenCodec
 from botgpt.auth.service import AuthService
 from botgpt.config import Settings
+from botgpt.conversations.grounding import Grounder
 from botgpt.conversations.router import router as conversations_router
 from botgpt.conversations.router import usage_router
 from botgpt.conversations.streams import StreamHub
@@ -48,10 +49,11 @@ def build_container(settings: Settings, provider: LLMProvider | None = None) -> 
     container.services["llm"] = llm
     runner = make_runner(engine, settings.effective_database_url)
     container.services["sql"] = runner
-    chat = ChatService(settings, llm, runner)
+    container.services.update(build_document_services(settings, engine, container.sessions))
+    grounder = Grounder(container.services["document_scope"], settings.grounded_top_k)
+    chat = ChatService(settings, llm, runner, grounder)
     container.services["chat"] = chat
     container.services["streams"] = StreamHub(chat, settings.stream_reattach_grace_seconds)
-    container.services.update(build_document_services(settings, engine, container.sessions))
     return container
 
 

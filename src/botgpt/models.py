@@ -3,6 +3,17 @@
 from botgpt.auth.models import ApiKey, RefreshToken, User
 from botgpt.conversations.models import Conversation, Message
 from botgpt.db import Base
+from botgpt.documents.models import Document, conversation_documents
 from botgpt.idempotency import IdempotencyRecord
 
-__all__ = ["ApiKey", "Base", "Conversation", "IdempotencyRecord", "Message", "RefreshToken", "User"]
+__all__ = [
+    "ApiKey",
+    "Base",
+    "Conversation",
+    "Document",
+    "IdempotencyRecord",
+    "Message",
+    "RefreshToken",
+    "User",
+    "conversation_documents",
+]

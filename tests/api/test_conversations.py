@@ -90,7 +90,8 @@ async def test_grounded_without_documents_is_422(
         headers=user.headers,
     )
     assert r.status_code == 422
-    assert r.json()["error"]["code"] == "unsupported_mode"
+    assert r.json()["error"]["code"] == "invalid_input"
+    assert "document_ids" in r.json()["error"]["message"]
 
 
 async def test_list_pagination_and_preview(

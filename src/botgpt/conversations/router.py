@@ -116,7 +116,7 @@ async def create_conversation(
         idempotency_key,
         201,
         lambda: chat_service(c).start_conversation(
-            owner, body.first_message, body.mode, body.title
+            owner, body.first_message, body.mode, body.title, body.document_ids
         ),
     )
 
@@ -214,7 +214,9 @@ async def _send(
         stream or body.stream,
         idempotency_key,
         status_code,
-        lambda: chat_service(c).send_message(owner, conversation_id, body.content),
+        lambda: chat_service(c).send_message(
+            owner, conversation_id, body.content, body.document_ids
+        ),
     )
 
 

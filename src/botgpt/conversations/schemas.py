@@ -77,11 +77,15 @@ class ConversationUpdate(BaseModel):
 
     title: str | None = Field(default=None, min_length=1, max_length=200)
     archived: bool | None = None
+    mode: Literal["open", "grounded"] | None = None
+    document_ids: list[str] | None = Field(default=None, max_length=100)
+
+    _mode = field_validator("mode", mode="before")(_normalise_mode)
 
     @model_validator(mode="after")
     def _something(self) -> ConversationUpdate:
-        if self.title is None and self.archived is None:
-            raise ValueError("nothing to update: send title and/or archived")
+        if all(v is None for v in (self.title, self.archived, self.mode, self.document_ids)):
+            raise ValueError("nothing to update: send title, archived, mode or document_ids")
         return self
 
 
@@ -148,6 +152,7 @@ class ConversationPublic(ConversationSummary):
     """A conversation with its ordered history."""
 
     user_id: str
+    document_ids: list[str] = Field(default_factory=list)
     usage: ConversationTotals
     messages: list[MessagePublic]
 

@@ -17,7 +17,9 @@ from botgpt.conversations.schemas import (
     UsageTotals,
 )
 from botgpt.conversations.views import conversation_summary, message_public
-from botgpt.exceptions import NotFound
+from botgpt.documents.models import Document, conversation_documents
+from botgpt.documents.scope import attach_documents
+from botgpt.exceptions import InvalidInput, NotFound
 from botgpt.ids import utcnow
 from botgpt.pagination import Page
 
@@ -68,6 +70,7 @@ async def get_conversation(
     return ConversationPublic(
         **summary.model_dump(),
         user_id=conv.user_id,
+        document_ids=await _attached(db, conv.id),
         usage=ConversationTotals(
             prompt_tokens=conv.prompt_tokens,
             completion_tokens=conv.completion_tokens,
@@ -87,9 +90,44 @@ async def update_conversation(
         conv.title = body.title.strip()
     if body.archived is not None:
         conv.archived = body.archived
+    document_ids = conv_docs = None
+    if body.document_ids is not None:
+        document_ids = list(dict.fromkeys(body.document_ids))
+        await _check_owned_documents(db, owner_id, document_ids)
+    if body.mode is not None:
+        conv_docs = document_ids if document_ids is not None else await _attached(db, conv.id)
+        if body.mode == "grounded" and not conv_docs:
+            raise InvalidInput("Grounded mode needs documents: send document_ids too.")
+        conv.mode = body.mode
+    if document_ids is not None:
+        await db.run_sync(lambda s: attach_documents(s.connection(), conv.id, document_ids))
     conv.updated_at = utcnow()
     await db.commit()
     return conversation_summary(conv)
+
+
+async def _attached(db: AsyncSession, conversation_id: str) -> list[str]:
+    rows = await db.execute(
+        select(conversation_documents.c.document_id).where(
+            conversation_documents.c.conversation_id == conversation_id
+        )
+    )
+    return [r[0] for r in rows]
+
+
+async def _check_owned_documents(db: AsyncSession, owner_id: str, ids: list[str]) -> None:
+    """Every id must be one of the owner's documents (another user's is reported missing)."""
+    if not ids:
+        return
+    found = {
+        r[0]
+        for r in await db.execute(
+            select(Document.id).where(Document.id.in_(ids), Document.owner_id == owner_id)
+        )
+    }
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise NotFound("Document not found.", details={"document_ids": missing})
 
 
 async def delete_conversation(db: AsyncSession, owner_id: str, conversation_id: str) -> None:

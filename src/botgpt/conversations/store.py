@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, bindparam, insert, select, update
 
 from botgpt.conversations.models import Conversation, Message
+from botgpt.documents.scope import attach_documents, attached_document_ids
 from botgpt.ids import new_id
 
 conversations = cast(Table, Conversation.__table__)
@@ -62,6 +63,7 @@ _FINISH_MESSAGE = (
         latency_ms=bindparam("latency_ms"),
         cost_usd=bindparam("cost_usd"),
         context_manifest=bindparam("context_manifest", type_=m.context_manifest.type),
+        citations=bindparam("citations", type_=m.citations.type),
         completed_at=bindparam("completed_at"),
     )
 )
@@ -110,6 +112,18 @@ class Appended:
     summary: str | None
     summary_message_id: str | None
     history: list[HistoryRow]
+    document_ids: list[str] = field(default_factory=list)
+
+
+AppendResult = tuple[Appended, list[dict[str, Any]]] | None
+
+
+class ScopeUnchecked(Exception):
+    """A grounded conversation's documents must be checked before its question is stored."""
+
+    def __init__(self, document_ids: list[str]) -> None:
+        super().__init__("documents not checked")
+        self.document_ids = document_ids
 
 
 def message_row(
@@ -131,11 +145,16 @@ def message_row(
 
 
 def insert_conversation(
-    conn: Connection, values: dict[str, Any], rows: list[dict[str, Any]]
+    conn: Connection,
+    values: dict[str, Any],
+    rows: list[dict[str, Any]],
+    document_ids: list[str],
 ) -> None:
-    """Create a conversation with its first messages."""
+    """Create a conversation with its first messages and its documents."""
     conn.execute(_INSERT_CONVERSATION, values)
     conn.execute(_INSERT_MESSAGES, rows)
+    if document_ids:
+        attach_documents(conn, values["id"], document_ids)
 
 
 def append_user_message(
@@ -146,14 +165,28 @@ def append_user_message(
     now: datetime,
     history_limit: int,
     make_rows: Any,
-) -> tuple[Appended, list[dict[str, Any]]] | None:
-    """Reserve two sequence numbers, load recent history, insert the user/assistant pair."""
+    new_scope: list[str] | None = None,
+    scope_checked: bool = False,
+) -> AppendResult:
+    """Reserve two sequence numbers, load recent history, insert the user/assistant pair.
+
+    `new_scope` replaces the conversation's documents. A grounded conversation whose
+    documents were not checked raises `ScopeUnchecked` (the caller rolls back and checks).
+    """
     row = conn.execute(
         _BUMP, {"cid": conv_id, "uid": owner_id, "preview": text[:PREVIEW_CHARS], "now": now}
     ).first()
     if row is None:
         return None
     next_seq, title, mode, summary, summary_mid = row
+    document_ids: list[str] = []
+    if new_scope is not None:
+        attach_documents(conn, conv_id, new_scope)
+        document_ids = new_scope
+    elif mode == "grounded":
+        document_ids = attached_document_ids(conn, conv_id)
+    if mode == "grounded" and not scope_checked:
+        raise ScopeUnchecked(document_ids)
     user_seq = next_seq - 2
     history = [
         HistoryRow(r[0], r[1], r[2])
@@ -164,7 +197,8 @@ def append_user_message(
     history.reverse()
     new_rows: list[dict[str, Any]] = make_rows(user_seq)
     conn.execute(_INSERT_MESSAGES, new_rows)
-    return Appended(user_seq, title, mode, summary, summary_mid, history), new_rows
+    appended = Appended(user_seq, title, mode, summary, summary_mid, history, document_ids)
+    return appended, new_rows
 
 
 def finish_message(conn: Connection, values: dict[str, Any], totals: dict[str, Any] | None) -> None:
@@ -239,7 +273,9 @@ def regenerate(
     ]
     history.reverse()
     user = dict(question._mapping)
-    return Appended(question.seq, title, mode, summary, summary_mid, history), user, row
+    document_ids = attached_document_ids(conn, conv_id) if mode == "grounded" else []
+    appended = Appended(question.seq, title, mode, summary, summary_mid, history, document_ids)
+    return appended, user, row
 
 
 def mark_cancelled(

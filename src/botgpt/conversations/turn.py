@@ -10,14 +10,18 @@ provider or the client, the assistant message ends `complete`, `failed` or
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from sqlalchemy import Connection
+
 from botgpt.config import Settings
 from botgpt.conversations import store
+from botgpt.conversations.grounding import Grounder, Grounding, citations
 from botgpt.conversations.schemas import MessagePublic, TurnPublic
 from botgpt.conversations.store import HistoryRow
 from botgpt.conversations.views import message_from_values
@@ -30,7 +34,7 @@ from botgpt.exceptions import (
     UnsupportedMode,
 )
 from botgpt.ids import new_id, utcnow
-from botgpt.llm.base import ChatMessage, ChatRequest, LLMProvider, Usage
+from botgpt.llm.base import ChatChunk, ChatMessage, ChatRequest, LLMProvider, Usage
 from botgpt.llm.context import (
     ContextBudgetError,
     RunningSummary,
@@ -59,6 +63,12 @@ TITLE_PROMPT = (
     "Write a short title, at most six words, for the conversation below. "
     "Reply with the title only, without quotes."
 )
+
+
+async def _canned(provider: LLMProvider, text: str) -> AsyncIterator[tuple[LLMProvider, ChatChunk]]:
+    """A fixed reply shaped like a provider stream (no model call, no tokens)."""
+    yield provider, ChatChunk(delta=text)
+    yield provider, ChatChunk(usage=Usage(0, 0), finish_reason="stop")
 
 
 def clean_title(text: str, max_chars: int) -> str:
@@ -90,15 +100,24 @@ class Turn:
     summary: str | None = None
     unsummarized: list[HistoryRow] = field(default_factory=list)
     auto_title: bool = False
+    grounding: Grounding | None = None
+    canned: str | None = None  # a reply given without the model (nothing found in the documents)
 
 
 class ChatService:
     """Prepares and runs chat turns against one provider; one instance per app."""
 
-    def __init__(self, settings: Settings, provider: LLMProvider, runner: SqlRunner) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        provider: LLMProvider,
+        runner: SqlRunner,
+        grounder: Grounder | None = None,
+    ) -> None:
         self.settings = settings
         self.provider = provider
         self.runner = runner
+        self.grounder = grounder
         self.counter: TokenCounter = get_counter(provider.model)
         self.summarizer = Summarizer(provider, counter=self.counter)
         self.budget = effective_budget(
@@ -108,14 +127,23 @@ class ChatService:
 
     # -- preparing ---------------------------------------------------------------------------
     async def start_conversation(
-        self, owner_id: str, text: str, mode: str, title: str | None
+        self,
+        owner_id: str,
+        text: str,
+        mode: str,
+        title: str | None,
+        document_ids: Sequence[str] = (),
     ) -> Turn:
         """Create a conversation with its first message; the reply is still to come."""
-        if mode == "grounded":
-            raise UnsupportedMode(
-                "Grounded mode needs uploaded documents, which this server does not support yet.",
+        document_ids = list(dict.fromkeys(document_ids))
+        if mode == "grounded" and not document_ids:
+            raise InvalidInput(
+                "Grounded mode answers from documents: pass document_ids of uploaded documents.",
                 details={"mode": mode},
             )
+        if document_ids:
+            # Checked before anything is written: a refused turn stores nothing.
+            await self._scope_check(owner_id, document_ids)
         now = utcnow()
         conv_id = new_id()
         auto_title = title is None
@@ -139,28 +167,54 @@ class ChatService:
             "updated_at": now,
         }
         # Committed before the provider is called: the question survives any model failure.
-        await self.runner.run(lambda conn: store.insert_conversation(conn, values, rows))
-        turn = self._prepare(conv_id, owner_id, title, mode, rows, [], None, None)
+        await self.runner.run(
+            lambda conn: store.insert_conversation(conn, values, rows, document_ids)
+        )
+        turn = await self._prepare(
+            conv_id, owner_id, title, mode, rows, [], None, None, document_ids
+        )
         turn.auto_title = auto_title
         return turn
 
-    async def send_message(self, owner_id: str, conversation_id: str, text: str) -> Turn:
-        """Append a user message to an owned conversation; the reply is still to come."""
+    async def send_message(
+        self,
+        owner_id: str,
+        conversation_id: str,
+        text: str,
+        document_ids: Sequence[str] | None = None,
+    ) -> Turn:
+        """Append a user message to an owned conversation; the reply is still to come.
+
+        `document_ids`, when given, replace the conversation's documents.
+        """
         now = utcnow()
         limit = self.settings.history_max_messages
+        new_scope = list(dict.fromkeys(document_ids)) if document_ids is not None else None
+        if new_scope:
+            await self._scope_check(owner_id, new_scope)
+        checked = new_scope is not None
 
         def make_rows(user_seq: int) -> list[dict[str, Any]]:
             return self._pair(conversation_id, user_seq, text, now)
 
-        result = await self.runner.run(
-            lambda conn: store.append_user_message(
-                conn, conversation_id, owner_id, text, now, limit, make_rows
+        def append(conn: Connection, checked: bool) -> store.AppendResult:
+            return store.append_user_message(
+                conn, conversation_id, owner_id, text, now, limit, make_rows, new_scope, checked
             )
-        )
+
+        while True:
+            try:
+                result = await self.runner.run(functools.partial(append, checked=checked))
+                break
+            except store.ScopeUnchecked as pending:
+                # A grounded conversation: its documents must be ready before the question
+                # is stored. The transaction was rolled back; check, then append for real.
+                await self._scope_check(owner_id, pending.document_ids)
+                checked = True
         if result is None:
             raise NotFound("Conversation not found.")
         appended, rows = result
-        return self._prepare(
+        return await self._prepare(
             conversation_id,
             owner_id,
             appended.title,
@@ -169,6 +223,7 @@ class ChatService:
             appended.history,
             appended.summary,
             appended.summary_message_id,
+            appended.document_ids,
         )
 
     async def regenerate(self, owner_id: str, conversation_id: str, message_id: str) -> Turn:
@@ -190,7 +245,7 @@ class ChatService:
         if result is None:
             raise NotFound("Conversation not found.")
         appended, user, assistant = result
-        return self._prepare(
+        return await self._prepare(
             conversation_id,
             owner_id,
             appended.title,
@@ -199,6 +254,7 @@ class ChatService:
             appended.history,
             appended.summary,
             appended.summary_message_id,
+            appended.document_ids,
         )
 
     def _pair(self, conv_id: str, user_seq: int, text: str, now: Any) -> list[dict[str, Any]]:
@@ -207,7 +263,12 @@ class ChatService:
         assistant["reply_to_id"] = user["id"]
         return [user, assistant]
 
-    def _prepare(
+    async def _scope_check(self, owner_id: str, document_ids: Sequence[str]) -> None:
+        if self.grounder is None:
+            raise UnsupportedMode("This server has no document store for grounded mode.")
+        await self.grounder.scope.check_ready(owner_id, document_ids)
+
+    async def _prepare(
         self,
         conv_id: str,
         owner_id: str,
@@ -217,15 +278,20 @@ class ChatService:
         history: list[HistoryRow],
         summary: str | None,
         summary_message_id: str | None,
+        document_ids: Sequence[str] = (),
     ) -> Turn:
         user, assistant = rows
         newest = HistoryRow(user["id"], "user", user["content"])
+        grounding = None
+        if mode == "grounded" and self.grounder is not None:
+            grounding = await self.grounder.ground(owner_id, document_ids, user["content"], history)
         try:
             built = build_context(
                 system_prompt=self.settings.default_system_prompt,
                 history=[*history, newest],
                 budget=self.budget,
                 counter=self.counter,
+                grounding=grounding.block if grounding else None,
                 summary=RunningSummary(summary, summary_message_id) if summary else None,
             )
         except ContextBudgetError as e:
@@ -235,6 +301,12 @@ class ChatService:
             max_tokens=self.settings.llm_max_tokens,
             temperature=self.settings.llm_temperature,
         )
+        manifest = built.manifest
+        canned = None
+        if grounding is not None:
+            manifest["grounding"] = grounding.manifest()
+            if not grounding.sources:
+                canned = self.settings.grounded_not_found_message
         return Turn(
             conv_id,
             owner_id,
@@ -243,9 +315,11 @@ class ChatService:
             user,
             assistant,
             request,
-            built.manifest,
+            manifest,
             summary,
             list(built.unsummarized),
+            grounding=grounding,
+            canned=canned,
         )
 
     # -- running -----------------------------------------------------------------------------
@@ -266,8 +340,13 @@ class ChatService:
         flushed = started
         outcome = "cancelled"
         source: LLMProvider = self.provider
+        stream = (
+            _canned(self.provider, turn.canned)
+            if turn.canned is not None
+            else stream_with_source(self.provider, turn.request)
+        )
         try:
-            async for answered, chunk in stream_with_source(self.provider, turn.request):
+            async for answered, chunk in stream:
                 source = answered  # a fallback may answer instead of the primary
                 if chunk.delta:
                     parts.append(chunk.delta)
@@ -327,6 +406,7 @@ class ChatService:
             "latency_ms": round((time.perf_counter() - started) * 1000, 2),
             "cost_usd": cost,
             "context_manifest": turn.manifest,
+            "citations": citations(text, turn.grounding.sources) if turn.grounding else None,
             "completed_at": done,
         }
         totals = {

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from botgpt.documents.parsing import Heading, ParsedDocument
 
 CountTokens = Callable[[str], int]
+# (start, end) character offsets of each token of a text, e.g. a ``tokenizers`` encoding's.
+TokenOffsets = Callable[[str], Sequence[tuple[int, int]]]
 
 DEFAULT_CHUNK_TOKENS = 256
 DEFAULT_OVERLAP_TOKENS = 32
@@ -61,6 +63,7 @@ def chunk_document(
     chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
     overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
     count_tokens: CountTokens = approx_token_count,
+    token_offsets: TokenOffsets | None = None,
 ) -> list[Chunk]:
     """Chunk a parsed document; page numbers come from its pages' start offsets."""
     return chunk_text(
@@ -70,6 +73,7 @@ def chunk_document(
         chunk_tokens=chunk_tokens,
         overlap_tokens=overlap_tokens,
         count_tokens=count_tokens,
+        token_offsets=token_offsets,
     )
 
 
@@ -81,8 +85,14 @@ def chunk_text(
     chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
     overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
     count_tokens: CountTokens = approx_token_count,
+    token_offsets: TokenOffsets | None = None,
 ) -> list[Chunk]:
-    """Chunk ``text``; ``page_starts`` lists (offset, page number) in increasing offset order."""
+    """Chunk ``text``; ``page_starts`` lists (offset, page number) in increasing offset order.
+
+    ``token_offsets``, when given, tokenizes the whole text once and counts any span from the
+    offsets (much faster than calling ``count_tokens`` per paragraph, sentence and word; the
+    counts agree for spans that start and end on whitespace, which all units here do).
+    """
     if chunk_tokens < 1:
         raise ValueError("chunk_tokens must be positive")
     if not 0 <= overlap_tokens < chunk_tokens:
@@ -93,7 +103,17 @@ def chunk_text(
     def page_at(offset: int) -> int:
         return page_numbers[max(bisect.bisect_right(page_offsets, offset) - 1, 0)]
 
-    packer = _Packer(text, chunk_tokens, overlap_tokens, count_tokens)
+    if token_offsets is not None:
+        starts = [start for start, end in token_offsets(text) if end > start]
+
+        def span_tokens(start: int, end: int) -> int:
+            return bisect.bisect_left(starts, end) - bisect.bisect_left(starts, start)
+    else:
+
+        def span_tokens(start: int, end: int) -> int:
+            return count_tokens(text[start:end])
+
+    packer = _Packer(text, chunk_tokens, overlap_tokens, span_tokens)
     chunks: list[Chunk] = []
     for start, end, heading in _sections(text, headings):
         for span_start, span_end in packer.pack(start, end):
@@ -106,7 +126,7 @@ def chunk_text(
                     page_end=page_at(span_end - 1),
                     char_start=span_start,
                     char_end=span_end,
-                    token_count=count_tokens(body),
+                    token_count=span_tokens(span_start, span_end),
                     heading=heading,
                 )
             )
@@ -151,7 +171,9 @@ def _sections(text: str, headings: Sequence[Heading]) -> list[tuple[int, int, st
 class _Packer:
     """Packs the paragraphs of one section into overlapping chunk spans."""
 
-    def __init__(self, text: str, limit: int, overlap: int, count: CountTokens) -> None:
+    def __init__(
+        self, text: str, limit: int, overlap: int, count: Callable[[int, int], int]
+    ) -> None:
         self.text = text
         self.limit = limit
         self.overlap = overlap
@@ -165,10 +187,9 @@ class _Packer:
         for unit in self._units(start, end):
             if current and total + unit.tokens > self.limit:
                 spans.append((current[0].start, current[-1].end))
-                current = self._overlap_tail(current)
+                # As much overlap as fits next to the unit (none if the unit fills a chunk).
+                current = self._overlap_tail(current, min(self.overlap, self.limit - unit.tokens))
                 total = sum(u.tokens for u in current)
-                if total + unit.tokens > self.limit:
-                    current, total = [], 0
             current.append(unit)
             total += unit.tokens
         if current:
@@ -178,12 +199,12 @@ class _Packer:
     def _units(self, start: int, end: int) -> list[_Unit]:
         units: list[_Unit] = []
         for p_start, p_end in _trimmed_spans(self.text, start, end, _PARAGRAPH_BREAK):
-            tokens = self.count(self.text[p_start:p_end])
+            tokens = self.count(p_start, p_end)
             if tokens <= self.limit:
                 units.append(_Unit(p_start, p_end, tokens))
                 continue
             for s_start, s_end in _trimmed_spans(self.text, p_start, p_end, _SENTENCE_END):
-                tokens = self.count(self.text[s_start:s_end])
+                tokens = self.count(s_start, s_end)
                 if tokens <= self.limit:
                     units.append(_Unit(s_start, s_end, tokens))
                 else:
@@ -191,18 +212,22 @@ class _Packer:
         return units
 
     def _word_windows(self, start: int, end: int) -> list[_Unit]:
-        """Split an over-long sentence on whitespace; a giant 'word' is cut by characters."""
+        """Split an over-long sentence on whitespace; a giant 'word' is cut by characters.
+
+        Windows leave room for the overlap so that it is not dropped between them.
+        """
+        limit = max(1, self.limit - self.overlap)
         units: list[_Unit] = []
         w_start, w_end, total = -1, -1, 0
         for match in _WORD.finditer(self.text, start, end):
-            tokens = self.count(match.group())
+            tokens = self.count(match.start(), match.end())
             if tokens > self.limit:
                 if w_start >= 0:
                     units.append(_Unit(w_start, w_end, total))
                     w_start, total = -1, 0
                 units.extend(self._char_windows(match.start(), match.end(), tokens))
                 continue
-            if w_start >= 0 and total + tokens > self.limit:
+            if w_start >= 0 and total + tokens > limit:
                 units.append(_Unit(w_start, w_end, total))
                 w_start, total = -1, 0
             if w_start < 0:
@@ -217,17 +242,17 @@ class _Packer:
         units = []
         for s in range(start, end, step):
             e = min(s + step, end)
-            units.append(_Unit(s, e, self.count(self.text[s:e])))
+            units.append(_Unit(s, e, max(1, self.count(s, e))))
         return units
 
-    def _overlap_tail(self, units: list[_Unit]) -> list[_Unit]:
-        """Trailing units (or the trailing words of the last one) worth <= overlap tokens."""
-        if self.overlap <= 0:
+    def _overlap_tail(self, units: list[_Unit], budget: int) -> list[_Unit]:
+        """Trailing units (or the trailing words of the last one) worth <= budget tokens."""
+        if budget <= 0:
             return []
         tail: list[_Unit] = []
         total = 0
         for unit in reversed(units):
-            if total + unit.tokens > self.overlap:
+            if total + unit.tokens > budget:
                 break
             tail.insert(0, unit)
             total += unit.tokens
@@ -237,8 +262,8 @@ class _Packer:
         words = list(_WORD.finditer(self.text, last.start, last.end))
         start, total = last.end, 0
         for match in reversed(words[1:]):  # never the whole unit: that did not fit above
-            tokens = self.count(match.group())
-            if total + tokens > self.overlap:
+            tokens = self.count(match.start(), match.end())
+            if total + tokens > budget:
                 break
             start, total = match.start(), total + tokens
         return [_Unit(start, last.end, total)] if total else []

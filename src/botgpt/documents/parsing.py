@@ -205,6 +205,7 @@ def _single_page(
     return ParsedDocument([ParsedPage(1, text, 0)], text, kind, title, headings)
 
 
+_WHITESPACE = re.compile(r"\s+")
 _SPACES = re.compile(r"[ \t\f\v\u00a0]+")
 _MANY_NEWLINES = re.compile(r"\n{3,}")
 
@@ -404,7 +405,9 @@ def _walk_html(root: Any, writer: _BlockWriter) -> None:
                 pre_depth -= 1
             continue
         if tag == "-text":
-            buffer.append(node.text_content or "")
+            raw = node.text_content or ""
+            # Outside <pre>, source newlines are just whitespace; only <br> breaks a line.
+            buffer.append(raw if pre_depth else _WHITESPACE.sub(" ", raw))
             continue
         if tag == "br":
             buffer.append("\n")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from botgpt.llm.base import ChatChunk, ChatRequest, LLMProvider, Usage
@@ -32,18 +32,21 @@ class FakeProvider(LLMProvider):
     def __init__(self, model: str = "fake-model", context_window: int = 8192) -> None:
         self.model = model
         self.context_window = context_window
-        self.queue: deque[FakeReply | LLMError | str] = deque()
+        self.queue: deque[FakeReply | LLMError | str | Callable[[ChatRequest], str]] = deque()
         self.requests: list[ChatRequest] = []
         self.default_delay = 0.0
 
-    def enqueue(self, *replies: FakeReply | LLMError | str) -> None:
-        """Queue replies (text, an error to raise, or a full `FakeReply`) for the next calls."""
+    def enqueue(self, *replies: FakeReply | LLMError | str | Callable[[ChatRequest], str]) -> None:
+        """Queue replies for the next calls: text, an error to raise, a `FakeReply`, or a
+        function of the request returning the text."""
         self.queue.extend(replies)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[ChatChunk]:
         """Yield the next scripted reply."""
         self.requests.append(request)
         item = self.queue.popleft() if self.queue else None
+        if callable(item) and not isinstance(item, FakeReply):
+            item = item(request)
         if isinstance(item, LLMError):
             raise item
         if item is None or isinstance(item, str):

@@ -126,6 +126,10 @@ class MiniLMOnnxEmbedder(Embedder):
         """Number of WordPiece tokens in ``text`` (without [CLS]/[SEP]); for the chunker."""
         return len(self._counter.encode(text, add_special_tokens=False).ids)
 
+    def token_offsets(self, text: str) -> list[tuple[int, int]]:
+        """Character (start, end) of each WordPiece token; lets the chunker tokenize once."""
+        return list(self._counter.encode(text, add_special_tokens=False).offsets)
+
     async def embed(self, texts: Sequence[str]) -> Vectors:
         """Embed texts in a worker thread (mean pooling + L2 normalisation)."""
         if not texts:

@@ -1,0 +1,179 @@
+"""Grounded answers: a self-contained search query, numbered sources, and [n] citations."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from botgpt.retrieval.hybrid import Hit
+
+GROUNDING_RULES = (
+    "Answer the user's question using only the numbered sources below. "
+    "Cite the sources you use with their numbers in square brackets, like [1] or [2]. "
+    "If the sources do not contain the answer, say that you cannot find it in the documents."
+)
+_MARKER = re.compile(r"\[(\d{1,3})\]")
+# Words that point back to something said earlier: the question is not self-contained.
+_ANAPHORA = re.compile(
+    r"\b(it|its|one|ones|that|this|those|these|they|them|their|he|she|him|her|there|"
+    r"same|above|former|latter|more|else)\b",
+    re.IGNORECASE,
+)
+SNIPPET_CHARS = 240
+
+
+class HistoryMessage(Protocol):
+    """A prior message as stored."""
+
+    @property
+    def role(self) -> str:
+        """`user` or `assistant`."""
+        ...
+
+    @property
+    def content(self) -> str:
+        """The text."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A passage given to the model as source [number]."""
+
+    number: int
+    hit: Hit
+    filename: str
+
+    def citation(self, marked: bool) -> dict[str, Any]:
+        """The stored citation: where the passage is, and a snippet of it."""
+        return {
+            "number": self.number,
+            "document_id": self.hit.document_id,
+            "document_name": self.filename,
+            "chunk_id": self.hit.chunk_id,
+            "page": self.hit.page,
+            "char_start": self.hit.char_start,
+            "char_end": self.hit.char_end,
+            "snippet": _snippet(self.hit.text),
+            "score": round(self.hit.score, 6),
+            "cited_in_answer": marked,
+        }
+
+
+def search_query(question: str, history: Sequence[HistoryMessage]) -> str:
+    """The question made self-contained for search.
+
+    A short follow-up ("how do I request one?") or one that refers back ("what does it
+    cost?") is searched together with the previous question, so the passage about the
+    earlier topic is found; a self-contained question is searched as is.
+    """
+    previous = next((m.content for m in reversed(history) if m.role == "user"), None)
+    if previous is None:
+        return question
+    if len(question.split()) <= 8 or _ANAPHORA.search(question):
+        return f"{previous}\n{question}"
+    return question
+
+
+def number_sources(hits: Sequence[Hit], filenames: dict[str, str]) -> list[Source]:
+    """Number passages [1]..[n] in rank order."""
+    return [Source(i, hit, filenames.get(hit.document_id, "")) for i, hit in enumerate(hits, 1)]
+
+
+def sources_block(sources: Sequence[Source]) -> str:
+    """The grounding text the model reads: rules, then each numbered passage with its origin."""
+    parts = [GROUNDING_RULES, ""]
+    for s in sources:
+        where = s.filename or "document"
+        if s.hit.page is not None:
+            where += f", page {s.hit.page}"
+        parts.append(f"[{s.number}] ({where})\n{s.hit.text.strip()}\n")
+    return "\n".join(parts)
+
+
+def citations(answer: str, sources: Sequence[Source]) -> list[dict[str, Any]]:
+    """Citations of an answer: the sources its [n] markers name, in order of first mention.
+
+    When the model cited nothing, every source it was given is returned, marked as not
+    cited in the answer, so a reader can still check what the answer was grounded on.
+    """
+    by_number = {s.number: s for s in sources}
+    seen: list[int] = []
+    for match in _MARKER.finditer(answer):
+        n = int(match.group(1))
+        if n in by_number and n not in seen:
+            seen.append(n)
+    if not seen:
+        return [s.citation(False) for s in sources]
+    return [by_number[n].citation(True) for n in seen]
+
+
+def _snippet(text: str) -> str:
+    flat = " ".join(text.split())
+    if len(flat) <= SNIPPET_CHARS:
+        return flat
+    return flat[:SNIPPET_CHARS].rsplit(" ", 1)[0] + "…"
+
+
+class Scope(Protocol):
+    """What grounding needs from the documents domain (`DocumentScope`)."""
+
+    async def check_ready(self, owner_id: str, document_ids: Sequence[str]) -> Sequence[Any]:
+        """Raise unless every document is the owner's and ready."""
+        ...
+
+    async def search(
+        self, owner_id: str, document_ids: Sequence[str], query: str, k: int
+    ) -> list[Hit]:
+        """Relevant passages, best first; empty when nothing passes the relevance floor."""
+        ...
+
+    async def filenames(self, owner_id: str, document_ids: set[str]) -> dict[str, str]:
+        """Names of the owner's documents by id."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Grounding:
+    """The sources of one grounded turn (none: the documents do not cover the question)."""
+
+    query: str
+    sources: list[Source]
+
+    @property
+    def block(self) -> str | None:
+        """The prompt text of the sources, or None when there are none."""
+        return sources_block(self.sources) if self.sources else None
+
+    def manifest(self) -> dict[str, Any]:
+        """What the context manifest records of the grounding."""
+        return {
+            "query": self.query,
+            "sources": [
+                {"number": s.number, "chunk_id": s.hit.chunk_id, "document_id": s.hit.document_id}
+                for s in self.sources
+            ],
+        }
+
+
+class Grounder:
+    """Finds the sources of a grounded turn through the documents' scope."""
+
+    def __init__(self, scope: Scope, top_k: int) -> None:
+        self.scope = scope
+        self.top_k = top_k
+
+    async def ground(
+        self,
+        owner_id: str,
+        document_ids: Sequence[str],
+        question: str,
+        history: Sequence[HistoryMessage],
+    ) -> Grounding:
+        """Search the documents for the question made self-contained."""
+        query = search_query(question, history)
+        hits = await self.scope.search(owner_id, document_ids, query, self.top_k)
+        names = await self.scope.filenames(owner_id, {h.document_id for h in hits})
+        return Grounding(query, number_sources(hits, names))

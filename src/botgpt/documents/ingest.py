@@ -1,0 +1,707 @@
+"""Ingestion as a job: parse -> chunk -> embed in batches -> index, with status and progress.
+
+Every run starts by deleting whatever chunks the document already has, so a run that was cut
+short (crash, stop) is simply redone: ``resume_interrupted`` (a start hook of the job queue)
+puts every document left in progress back to ``queued``. The database refuses chunks of a
+deleted document (migration 0003), so a delete racing an ingestion leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import numpy as np
+from numpy.typing import NDArray
+from sqlalchemy import Table, delete, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from botgpt.config import Settings
+from botgpt.documents.chunking import (
+    Chunk,
+    CountTokens,
+    approx_token_count,
+    chunk_document,
+    embedding_text,
+)
+from botgpt.documents.models import (
+    CHUNKING,
+    EMBEDDING,
+    FAILED,
+    IN_PROGRESS,
+    PARSING,
+    QUEUED,
+    READY,
+    Document,
+)
+from botgpt.documents.parsing import ParsedDocument, ParseError, parse_document
+from botgpt.documents.storage import BlobNotFound, BlobStore
+from botgpt.ids import new_id, utcnow
+from botgpt.jobs.queue import JobQueue
+from botgpt.retrieval.embedders import (
+    MINILM_DIMENSION,
+    MINILM_MODEL_NAME,
+    Embedder,
+    EmbeddingError,
+    HashEmbedder,
+    Vectors,
+)
+from botgpt.retrieval.search import SearchMode
+from botgpt.retrieval.stores import ChunkIndex, ChunkRecord, chunk_index_for
+
+log = logging.getLogger("botgpt.ingest")
+
+INGEST_JOB = "ingest_document"
+MAX_ATTEMPTS = 3  # runs started without finishing before a document is failed for good
+DEFAULT_OPENAI_EMBEDDING_MODEL = "text-embedding-3-small"
+
+# Progress milestones (0..1) of the stages; embedding fills the span up to EMBEDDED.
+PARSED, CHUNKED, EMBEDDED = 0.1, 0.15, 0.98
+
+ProgressCallback = Callable[[str, float], None]
+_documents = cast(Table, Document.__table__)
+
+
+# --------------------------------------------------------------------------- embedder
+
+
+class LazyEmbedder(Embedder):
+    """One shared embedder, built on first use (model files are read only when needed)."""
+
+    def __init__(self, factory: Callable[[], Embedder], name: str, dimension: int) -> None:
+        self._factory = factory
+        self._inner: Embedder | None = None
+        self._lock = asyncio.Lock()
+        self.name = name
+        self.dimension = dimension
+
+    async def get(self) -> Embedder:
+        """The underlying embedder, created (in a thread) the first time."""
+        if self._inner is None:
+            async with self._lock:
+                if self._inner is None:
+                    inner = await asyncio.to_thread(self._factory)
+                    if inner.dimension != self.dimension:
+                        raise EmbeddingError(
+                            f"embedder {inner.name} gives {inner.dimension}-d vectors, "
+                            f"configured for {self.dimension}"
+                        )
+                    self._inner = inner
+        return self._inner
+
+    async def embed(self, texts: Sequence[str]) -> Vectors:
+        """Embed passages with the underlying embedder."""
+        return await (await self.get()).embed(texts)
+
+    async def embed_query(self, text: str) -> NDArray[np.float32]:
+        """Embed a search query with the underlying embedder."""
+        return await (await self.get()).embed_query(text)
+
+    async def token_counter(self) -> CountTokens:
+        """The embedder's own token counter when it has one (MiniLM), else an estimate."""
+        count = getattr(await self.get(), "count_tokens", None)
+        return count if callable(count) else approx_token_count
+
+    async def aclose(self) -> None:
+        """Close the underlying embedder if it was created."""
+        if self._inner is not None:
+            await self._inner.aclose()
+
+
+def build_embedder(settings: Settings) -> LazyEmbedder:
+    """The embedder chosen by ``BOTGPT_EMBEDDING_*`` (local MiniLM, OpenAI-compatible, hash)."""
+    provider = settings.embedding_provider
+    if provider == "openai":
+        from botgpt.retrieval.embedders import OpenAICompatEmbedder
+
+        model = settings.embedding_model or DEFAULT_OPENAI_EMBEDDING_MODEL
+        key = settings.embedding_api_key
+        dimension = settings.embedding_dimension
+
+        def openai() -> Embedder:
+            return OpenAICompatEmbedder(
+                settings.embedding_base_url,
+                key.get_secret_value() if key is not None else None,
+                model,
+                dimension,
+                batch_size=max(settings.embedding_batch_size, 16),
+                # text-embedding-3-* can shorten their vectors to the index's dimension.
+                send_dimensions=model.startswith("text-embedding-3"),
+            )
+
+        return LazyEmbedder(openai, model, dimension)
+    if provider == "hash":
+        dimension = settings.embedding_dimension
+        return LazyEmbedder(lambda: HashEmbedder(dimension), "hash-test", dimension)
+
+    def minilm() -> Embedder:
+        from botgpt.retrieval.embedders import MiniLMOnnxEmbedder
+
+        return MiniLMOnnxEmbedder()
+
+    return LazyEmbedder(minilm, MINILM_MODEL_NAME, MINILM_DIMENSION)
+
+
+# --------------------------------------------------------------------------- index helpers
+
+
+async def index_dimension(conn: AsyncConnection) -> int | None:
+    """The vector dimension the chunk index was created with (None if it cannot be read)."""
+    if conn.dialect.name == "postgresql":
+        sql = (
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+            "WHERE attrelid = to_regclass('chunks') AND attname = 'embedding'"
+        )
+    else:
+        sql = "SELECT sql FROM sqlite_master WHERE name = 'chunks_vec'"
+    found = (await conn.execute(text(sql))).scalar()
+    match = re.search(r"(?:vector\(|FLOAT\[)(\d+)", str(found or ""), re.IGNORECASE)
+    return int(match.group(1)) if match else None
+
+
+class _Failure(Exception):
+    """An ingestion failure with a stable code and a message the user can act on."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class _Gone(Exception):
+    """The document was deleted while it was being ingested."""
+
+
+# --------------------------------------------------------------------------- the job
+
+
+class Ingestor:
+    """Runs ingestion jobs for documents; one instance per process, shared embedder."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: AsyncEngine,
+        blobs: BlobStore,
+        embedder: LazyEmbedder,
+        queue: JobQueue,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.blobs = blobs
+        self.embedder = embedder
+        self.queue = queue
+        self._pending: set[str] = set()  # enqueued by this process, not started yet
+        self._running: set[str] = set()
+        self._index_dimension: int | None = None
+        queue.register(INGEST_JOB, self._handle)
+        queue.on_start(self.resume_interrupted)
+
+    def index(self, conn: AsyncConnection) -> ChunkIndex:
+        """The chunk index bound to ``conn``'s transaction."""
+        return chunk_index_for(conn, dimension=self.embedder.dimension)
+
+    async def enqueue(self, document_id: str) -> None:
+        """Queue the ingestion of a document (status must be ``queued``)."""
+        self._pending.add(document_id)
+        try:
+            await self.queue.enqueue(INGEST_JOB, {"document_id": document_id})
+        except BaseException:
+            self._pending.discard(document_id)
+            raise
+
+    def busy(self, document_id: str) -> bool:
+        """Whether this process has the document queued or running."""
+        return document_id in self._pending or document_id in self._running
+
+    async def _handle(self, payload: dict[str, Any]) -> None:
+        await self.run(str(payload["document_id"]))
+
+    # -- one run ----------------------------------------------------------------------------
+    async def run(self, document_id: str, on_progress: ProgressCallback | None = None) -> str:
+        """Ingest one queued document; returns its final status (or '' if it was not queued)."""
+        self._pending.discard(document_id)
+        self._running.add(document_id)
+        try:
+            return await self._run(document_id, on_progress)
+        finally:
+            self._running.discard(document_id)
+
+    async def _run(self, document_id: str, on_progress: ProgressCallback | None) -> str:
+        doc = await self._claim(document_id)
+        if doc is None:
+            return ""
+        started = time.perf_counter()
+
+        def report(status: str, progress: float) -> None:
+            if on_progress is not None:
+                on_progress(status, progress)
+
+        try:
+            if doc["attempts"] > MAX_ATTEMPTS:
+                raise _Failure(
+                    "ingestion_interrupted",
+                    "Processing was interrupted several times and has been stopped. Upload the "
+                    "file again to retry; if it keeps failing, contact the administrator.",
+                )
+            report(PARSING, 0.0)
+            parsed = await self._parse(doc)
+            await self._set(doc, status=CHUNKING, progress=PARSED, pages=len(parsed.pages))
+            report(CHUNKING, PARSED)
+            chunks = await self._chunk(parsed)
+            del parsed
+            await self._check_dimension()
+            await self._set(
+                doc, status=EMBEDDING, progress=CHUNKED, drop_chunks=True, chunk_count=0
+            )
+            report(EMBEDDING, CHUNKED)
+            await self._embed_and_index(doc, chunks, report)
+            await self._set(
+                doc,
+                status=READY,
+                progress=1.0,
+                chunk_count=len(chunks),
+                embedding_model=self.embedder.name,
+                attempts=0,
+            )
+            report(READY, 1.0)
+            log.info(
+                "document ingested",
+                extra={
+                    "document_id": document_id,
+                    "chunks": len(chunks),
+                    "seconds": round(time.perf_counter() - started, 3),
+                },
+            )
+            return READY
+        except _Gone:
+            log.info(
+                "document deleted or taken over during ingestion",
+                extra={"document_id": document_id},
+            )
+            return ""
+        except _Failure as failure:
+            return await self._fail(doc, failure.code, failure.message, report)
+        except ParseError as exc:
+            return await self._fail(doc, exc.code, exc.message, report)
+        except EmbeddingError:
+            log.exception("embedding failed", extra={"document_id": document_id})
+            return await self._fail(
+                doc,
+                "embedding_failed",
+                "The embedding model failed while indexing this document. Upload the file again "
+                "later to retry; if it keeps failing, ask the administrator to check the "
+                "embedding settings.",
+                report,
+            )
+        except Exception:
+            log.exception("ingestion failed", extra={"document_id": document_id})
+            return await self._fail(
+                doc,
+                "internal_error",
+                "Processing failed unexpectedly. Upload the file again to retry; if it keeps "
+                "failing, contact the administrator.",
+                report,
+            )
+
+    async def _claim(self, document_id: str) -> dict[str, Any] | None:
+        """Move a queued document to ``parsing``; None if it is not queued (taken or gone)."""
+        async with self.engine.begin() as conn:
+            claimed = await conn.execute(
+                update(_documents)
+                .where(_documents.c.id == document_id, _documents.c.status == QUEUED)
+                .values(
+                    status=PARSING,
+                    progress=0.0,
+                    attempts=_documents.c.attempts + 1,
+                    error_code=None,
+                    error_message=None,
+                    updated_at=utcnow(),
+                )
+            )
+            if claimed.rowcount != 1:
+                return None
+            row = (
+                await conn.execute(
+                    select(
+                        _documents.c.id,
+                        _documents.c.owner_id,
+                        _documents.c.filename,
+                        _documents.c.storage_key,
+                        _documents.c.attempts,
+                    ).where(_documents.c.id == document_id)
+                )
+            ).one()
+        return dict(row._mapping)
+
+    async def _parse(self, doc: dict[str, Any]) -> ParsedDocument:
+        try:
+            data = await self.blobs.get(doc["storage_key"])
+        except BlobNotFound as exc:
+            if not await self._exists(doc["id"]):
+                raise _Gone from exc
+            raise _Failure(
+                "file_missing",
+                "The uploaded file is no longer in storage. Upload the file again.",
+            ) from exc
+        # Parsing is CPU work (pypdf is pure Python): keep it off the event loop.
+        return await asyncio.to_thread(parse_document, data, doc["filename"])
+
+    async def _chunk(self, parsed: ParsedDocument) -> list[Chunk]:
+        count = await self.embedder.token_counter()
+        chunks = await asyncio.to_thread(
+            chunk_document,
+            parsed,
+            chunk_tokens=self.settings.chunk_tokens,
+            overlap_tokens=self.settings.chunk_overlap,
+            count_tokens=count,
+        )
+        if not chunks:
+            raise _Failure(
+                "empty_document",
+                "The document contains no text. Check that you uploaded the right file.",
+            )
+        return chunks
+
+    async def _check_dimension(self) -> None:
+        if self._index_dimension is None:
+            async with self.engine.connect() as conn:
+                self._index_dimension = await index_dimension(conn) or self.embedder.dimension
+        if self._index_dimension != self.embedder.dimension:
+            log.error(
+                "embedding dimension mismatch: index %s, embedder %s (%s)",
+                self._index_dimension,
+                self.embedder.dimension,
+                self.embedder.name,
+            )
+            raise _Failure(
+                "index_dimension_mismatch",
+                f"The search index holds {self._index_dimension}-dimensional vectors but the "
+                f"configured embedding model produces {self.embedder.dimension}. Ask the "
+                "administrator to rebuild the index for the new model.",
+            )
+
+    async def _embed_and_index(
+        self,
+        doc: dict[str, Any],
+        chunks: list[Chunk],
+        report: ProgressCallback,
+    ) -> None:
+        batch_size = self.settings.embedding_batch_size
+        total = len(chunks)
+        for offset in range(0, total, batch_size):
+            batch = chunks[offset : offset + batch_size]
+            vectors = await self.embedder.embed([embedding_text(c) for c in batch])
+            records = [
+                ChunkRecord(
+                    id=new_id(),
+                    document_id=doc["id"],
+                    owner_id=doc["owner_id"],
+                    ordinal=c.ordinal,
+                    text=c.text,
+                    embedding=vector,
+                    char_start=c.char_start,
+                    char_end=c.char_end,
+                    page=c.page,
+                    token_count=c.token_count,
+                    heading=c.heading,
+                )
+                for c, vector in zip(batch, vectors, strict=True)
+            ]
+            done = offset + len(batch)
+            progress = CHUNKED + (EMBEDDED - CHUNKED) * done / total
+            try:
+                async with self.engine.begin() as conn:
+                    await self.index(conn).add(records, embedding_model=self.embedder.name)
+                    changed = await conn.execute(
+                        update(_documents)
+                        .where(
+                            _documents.c.id == doc["id"],
+                            _documents.c.status == EMBEDDING,
+                            _documents.c.attempts == doc["attempts"],
+                        )
+                        .values(progress=round(progress, 4), updated_at=utcnow())
+                    )
+                    if changed.rowcount != 1:
+                        raise _Gone  # rolls the batch back
+            except IntegrityError as exc:
+                # The chunks' foreign key (trigger on SQLite) refuses chunks of a deleted document.
+                if not await self._exists(doc["id"]):
+                    raise _Gone from exc
+                raise
+            report(EMBEDDING, progress)
+
+    async def _set(self, doc: dict[str, Any], *, drop_chunks: bool = False, **values: Any) -> None:
+        """Update this run's document; `_Gone` if it was deleted or another run took it over.
+
+        ``attempts`` is the run's fencing token: a newer claim (a resume elsewhere) bumps it,
+        so a stale run can no longer write.
+        """
+        async with self.engine.begin() as conn:
+            changed = await conn.execute(
+                update(_documents)
+                .where(_documents.c.id == doc["id"], _documents.c.attempts == doc["attempts"])
+                .values(updated_at=utcnow(), **values)
+            )
+            if changed.rowcount != 1:
+                raise _Gone
+            if drop_chunks:
+                await self.index(conn).delete_document(doc["id"])
+
+    async def _fail(
+        self, doc: dict[str, Any], code: str, message: str, report: ProgressCallback
+    ) -> str:
+        try:
+            await self._set(
+                doc,
+                drop_chunks=True,
+                status=FAILED,
+                error_code=code,
+                error_message=message[:500],
+                chunk_count=0,
+            )
+        except _Gone:
+            return ""
+        report(FAILED, 1.0)
+        log.info("document failed", extra={"document_id": doc["id"], "error_code": code})
+        return FAILED
+
+    async def _exists(self, document_id: str) -> bool:
+        async with self.engine.connect() as conn:
+            found = await conn.execute(
+                select(_documents.c.id).where(_documents.c.id == document_id)
+            )
+            return found.first() is not None
+
+    # -- recovery ---------------------------------------------------------------------------
+    async def resume_interrupted(self) -> list[str]:
+        """Re-queue documents a crash left in progress (their partial chunks are deleted first).
+
+        Documents indexed with another embedding model of the same dimension are re-embedded.
+        Returns the ids queued.
+        """
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(_documents.c.id, _documents.c.status)
+                    .where(_documents.c.status.in_(IN_PROGRESS))
+                    .order_by(_documents.c.created_at)
+                )
+            ).all()
+            stale = (
+                await conn.execute(
+                    select(_documents.c.id, _documents.c.status)
+                    .where(
+                        _documents.c.status == READY,
+                        _documents.c.embedding_model != self.embedder.name,
+                    )
+                    .order_by(_documents.c.created_at)
+                )
+            ).all()
+            dimension = await index_dimension(conn)
+        if stale and dimension not in (None, self.embedder.dimension):
+            log.error(
+                "%d documents were embedded with another model whose vectors do not fit the "
+                "index (%s-d, embedder %s-d); rebuild the index to re-embed them",
+                len(stale),
+                dimension,
+                self.embedder.dimension,
+            )
+            stale = []
+        queued = []
+        for document_id, status in [*rows, *stale]:
+            if self.busy(document_id):
+                continue
+            async with self.engine.begin() as conn:
+                await self.index(conn).delete_document(document_id)
+                changed = await conn.execute(
+                    update(_documents)
+                    .where(_documents.c.id == document_id, _documents.c.status == status)
+                    .values(status=QUEUED, progress=0.0, chunk_count=0, updated_at=utcnow())
+                )
+            if changed.rowcount == 1:
+                await self.enqueue(document_id)
+                queued.append(document_id)
+        if queued:
+            log.info("resumed %d document ingestions", len(queued))
+        return queued
+
+    async def purge(self, conn: AsyncConnection, document_id: str) -> None:
+        """Delete a document's chunks and row inside the caller's transaction."""
+        await self.index(conn).delete_document(document_id)
+        await conn.execute(delete(_documents).where(_documents.c.id == document_id))
+
+
+# --------------------------------------------------------------------------- evaluation
+
+EVAL_OWNER_EMAIL = "retrieval-eval@botgpt.local"
+EVAL_CHUNK_DEPTH = 300  # chunks fetched per query: enough distinct documents for Recall@100
+
+
+@dataclass(frozen=True, slots=True)
+class EvalReport:
+    """Retrieval quality of the pipeline on a BEIR dataset split."""
+
+    dataset: str
+    split: str
+    mode: str
+    embedding_model: str
+    documents: int
+    chunks: int
+    queries: int
+    ndcg_at_10: float
+    recall_at_100: float
+    index_seconds: float
+    search_ms_median: float
+
+
+async def evaluate_retrieval(
+    settings: Settings,
+    dataset_dir: str,
+    *,
+    split: str = "test",
+    mode: SearchMode = "hybrid",
+    database_url: str,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> EvalReport:
+    """Index a BEIR corpus with the real parse/chunk/embed/index path, then search its queries.
+
+    Every corpus entry becomes a Markdown document (title as heading); ``database_url`` must
+    be an empty throwaway database (it is migrated here). Prints nothing: ``progress`` gets
+    (stage, done, total).
+    """
+    from botgpt import migrate
+    from botgpt.db import make_engine
+    from botgpt.retrieval.eval import load_beir, ndcg_at_k, recall_at_k
+    from botgpt.retrieval.search import HybridSearcher, SearchParams
+
+    data = load_beir(dataset_dir)
+    if split not in data.qrels:
+        raise ValueError(f"split {split!r} not found; available: {sorted(data.qrels)}")
+    qrels = data.qrels[split]
+    engine = make_engine(database_url)
+    embedder = build_embedder(settings)
+    try:
+        await migrate.upgrade(engine)
+        owner = new_id()
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO users (id, email, is_admin, is_active, created_at) "
+                    "VALUES (:id, :email, false, true, :now)"
+                ),
+                {"id": owner, "email": EVAL_OWNER_EMAIL, "now": utcnow()},
+            )
+        count = await embedder.token_counter()
+        corpus = list(data.corpus.values())
+        by_document: dict[str, str] = {}
+        chunks_total = 0
+        started = time.perf_counter()
+        batch_docs = 64
+        for offset in range(0, len(corpus), batch_docs):
+            batch = corpus[offset : offset + batch_docs]
+            rows, records, texts = [], [], []
+            for entry in batch:
+                document_id = new_id()
+                by_document[document_id] = entry.id
+                markdown = f"# {entry.title}\n\n{entry.text}".encode()
+                parsed = parse_document(markdown, f"{entry.id}.md")
+                chunks = chunk_document(
+                    parsed,
+                    chunk_tokens=settings.chunk_tokens,
+                    overlap_tokens=settings.chunk_overlap,
+                    count_tokens=count,
+                )
+                rows.append(
+                    {
+                        "id": document_id,
+                        "owner_id": owner,
+                        "filename": f"{entry.id}.md",
+                        "content_type": "text/markdown",
+                        "detected_type": parsed.detected_type,
+                        "size_bytes": len(markdown),
+                        "sha256": document_id,
+                        "storage_key": f"eval/{document_id}",
+                        "status": READY,
+                        "progress": 1.0,
+                        "pages": len(parsed.pages),
+                        "chunk_count": len(chunks),
+                        "embedding_model": embedder.name,
+                        "attempts": 0,
+                        "created_at": utcnow(),
+                        "updated_at": utcnow(),
+                    }
+                )
+                for c in chunks:
+                    records.append((document_id, c))
+                    texts.append(embedding_text(c))
+            vectors = await embedder.embed(texts)
+            async with engine.begin() as conn:
+                await conn.execute(_documents.insert(), rows)
+                await chunk_index_for(conn, dimension=embedder.dimension).add(
+                    [
+                        ChunkRecord(
+                            id=new_id(),
+                            document_id=document_id,
+                            owner_id=owner,
+                            ordinal=c.ordinal,
+                            text=c.text,
+                            embedding=vector,
+                            char_start=c.char_start,
+                            char_end=c.char_end,
+                            page=c.page,
+                            token_count=c.token_count,
+                            heading=c.heading,
+                        )
+                        for (document_id, c), vector in zip(records, vectors, strict=True)
+                    ],
+                    embedding_model=embedder.name,
+                )
+            chunks_total += len(records)
+            if progress is not None:
+                progress("index", min(offset + batch_docs, len(corpus)), len(corpus))
+        index_seconds = time.perf_counter() - started
+        params = SearchParams(
+            mode=mode,
+            rrf_k=settings.rrf_k,
+            keyword_weight=settings.hybrid_keyword_weight,
+            vector_weight=settings.hybrid_vector_weight,
+            candidates=EVAL_CHUNK_DEPTH,
+        )
+        queries = {qid: q for qid, q in data.queries.items() if qid in qrels}
+        run: dict[str, list[str]] = {}
+        timings: list[float] = []
+        for done, (qid, query) in enumerate(queries.items(), start=1):
+            t0 = time.perf_counter()
+            async with engine.connect() as conn:
+                searcher = HybridSearcher(
+                    chunk_index_for(conn, dimension=embedder.dimension), embedder, params
+                )
+                hits = await searcher.search(query, owner, None, EVAL_CHUNK_DEPTH)
+            timings.append((time.perf_counter() - t0) * 1000)
+            run[qid] = [by_document[h.document_id] for h in hits]
+            if progress is not None:
+                progress("search", done, len(queries))
+        timings.sort()
+        return EvalReport(
+            dataset=dataset_dir,
+            split=split,
+            mode=mode,
+            embedding_model=embedder.name,
+            documents=len(corpus),
+            chunks=chunks_total,
+            queries=len(queries),
+            ndcg_at_10=round(ndcg_at_k(run, qrels, 10), 4),
+            recall_at_100=round(recall_at_k(run, qrels, 100), 4),
+            index_seconds=round(index_seconds, 2),
+            search_ms_median=round(timings[len(timings) // 2], 2) if timings else 0.0,
+        )
+    finally:
+        await embedder.aclose()
+        await engine.dispose()
