@@ -135,8 +135,13 @@ async def load(
     }
 
 
-def start_server(database_url: str) -> tuple[subprocess.Popen[str], int, str]:
-    """Start `botgpt serve` with the fake model; return the process, port and admin key."""
+def start_server(
+    database_url: str, extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], int, str]:
+    """Start `botgpt serve` (the fake model unless `extra_env` says otherwise).
+
+    Returns the process, its port and the admin key it printed.
+    """
     tmp = tempfile.mkdtemp(prefix="botgpt-bench-")
     port = free_port()
     env = {
@@ -146,6 +151,7 @@ def start_server(database_url: str) -> tuple[subprocess.Popen[str], int, str]:
         "BOTGPT_DATABASE_URL": database_url,
         "BOTGPT_PORT": str(port),
         "BOTGPT_LOG_LEVEL": "INFO",
+        **(extra_env or {}),
     }
     with open(Path(tmp) / "server.log", "w") as log:
         proc = subprocess.Popen(

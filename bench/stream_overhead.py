@@ -17,17 +17,13 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import signal
-import socket
 import statistics
 import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
-from chat_turn import build, free_port, memory_mb
+from chat_turn import build, memory_mb
+from chat_turn import start_server as start_botgpt
 
 
 class Upstream:
@@ -100,41 +96,17 @@ def quantiles(values: list[float]) -> dict[str, float]:
 
 def start_server(upstream_port: int) -> tuple[subprocess.Popen[str], int, str]:
     """`botgpt serve` with the OpenAI-compatible provider pointed at the upstream."""
-    tmp = tempfile.mkdtemp(prefix="botgpt-stream-bench-")
-    port = free_port()
-    env = {
-        **os.environ,
-        "BOTGPT_LLM_PROVIDER": "openai",
-        "BOTGPT_LLM_BASE_URL": f"http://127.0.0.1:{upstream_port}/v1",
-        "BOTGPT_LLM_API_KEY": "bench",
-        "BOTGPT_LLM_MODEL": "bench-model",
-        "BOTGPT_LLM_TITLES": "false",
-        "BOTGPT_DATA_DIR": tmp,
-        "BOTGPT_PORT": str(port),
-        "BOTGPT_LOG_LEVEL": "WARNING",
-    }
-    with open(Path(tmp) / "server.log", "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "botgpt.cli", "serve"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-        )
-    key = ""
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if "Admin API key" in line:
-            key = line.rsplit(" ", 1)[1].strip()
-        if "starting at" in line:
-            break
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port)).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    return proc, port, key
+    return start_botgpt(
+        "",
+        {
+            "BOTGPT_LLM_PROVIDER": "openai",
+            "BOTGPT_LLM_BASE_URL": f"http://127.0.0.1:{upstream_port}/v1",
+            "BOTGPT_LLM_API_KEY": "bench",
+            "BOTGPT_LLM_MODEL": "bench-model",
+            "BOTGPT_LLM_TITLES": "false",
+            "BOTGPT_LOG_LEVEL": "WARNING",
+        },
+    )
 
 
 async def hold_stream(port: int, raw: bytes, first: asyncio.Event, counts: dict[str, int]) -> None:
