@@ -181,3 +181,15 @@ async def test_patch_attaches_documents_and_switches_mode(
     assert r.status_code == 201
     assert r.json()["assistant_message"]["content"].startswith("Two business days [")
     assert "two business days" in r.json()["assistant_message"]["citations"][0]["snippet"]
+
+
+async def test_summary_request_gets_passages(
+    client: httpx.AsyncClient, docs: Docs, user: AuthedUser, fake: FakeProvider
+) -> None:
+    doc = await docs.ingest(user, "policy.md", POLICY.encode(), "text/markdown")
+    fake.enqueue("It covers shipping, refunds and warranty [1].")
+    r = await _grounded(client, user, doc["id"], "Summarize the document")
+    assert r.status_code == 201
+    reply = r.json()["assistant_message"]
+    assert reply["content"].startswith("It covers")  # the model was asked, with sources
+    assert reply["citations"] and reply["citations"][0]["document_id"] == doc["id"]

@@ -22,6 +22,11 @@ _ANAPHORA = re.compile(
     re.IGNORECASE,
 )
 SNIPPET_CHARS = 240
+_WHOLE_DOCUMENT = re.compile(
+    r"\b(summari[sz]e|summary|overview|outline|tl;?dr|key points|main points|gist|"
+    r"what (is|are) (this|these|the) (document|file|pdf|paper|text)s?( about)?)\b",
+    re.IGNORECASE,
+)
 
 
 class HistoryMessage(Protocol):
@@ -125,7 +130,13 @@ class Scope(Protocol):
         ...
 
     async def search(
-        self, owner_id: str, document_ids: Sequence[str], query: str, k: int
+        self,
+        owner_id: str,
+        document_ids: Sequence[str],
+        query: str,
+        k: int,
+        *,
+        min_score: float | None = None,
     ) -> list[Hit]:
         """Relevant passages, best first; empty when nothing passes the relevance floor."""
         ...
@@ -175,5 +186,11 @@ class Grounder:
         """Search the documents for the question made self-contained."""
         query = search_query(question, history)
         hits = await self.scope.search(owner_id, document_ids, query, self.top_k)
+        if not hits and _WHOLE_DOCUMENT.search(question):
+            # "Summarize the document" matches no passage in particular; give the model the
+            # best-ranked passages regardless of the relevance floor.
+            hits = await self.scope.search(
+                owner_id, document_ids, query, self.top_k, min_score=-1.0
+            )
         names = await self.scope.filenames(owner_id, {h.document_id for h in hits})
         return Grounding(query, number_sources(hits, names))
