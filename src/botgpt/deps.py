@@ -26,7 +26,7 @@ class Container:
     services: dict[str, Any] = field(default_factory=dict)
 
 
-def get_container(request: Request) -> Container:
+async def get_container(request: Request) -> Container:
     """The app's container."""
     container: Container = request.app.state.container
     return container

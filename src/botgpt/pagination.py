@@ -21,7 +21,7 @@ class Page:
         return (self.page - 1) * self.limit
 
 
-def page_params(
+async def page_params(
     page: Annotated[int, Query(ge=1, le=100_000, description="1-based page number")] = 1,
     limit: Annotated[int, Query(ge=1, le=100, description="Items per page")] = 20,
 ) -> Page:

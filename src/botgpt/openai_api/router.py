@@ -73,7 +73,7 @@ async def authenticated(principal: CurrentPrincipal, db: SessionDep) -> Principa
     return principal
 
 
-def get_service(c: ContainerDep) -> OpenAICompatService:
+async def get_service(c: ContainerDep) -> OpenAICompatService:
     """The OpenAI-compatible service over the configured provider (with retries)."""
     return OpenAICompatService(c.services["llm"], c.settings)
 
