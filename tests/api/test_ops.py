@@ -33,3 +33,39 @@ async def test_unknown_route_uses_error_envelope(client: httpx.AsyncClient) -> N
     r = await client.delete("/health")
     assert r.status_code == 405
     assert set(r.json()["error"]) == {"code", "message", "details"}
+
+
+async def test_json_logs_carry_the_request_id(
+    client: httpx.AsyncClient, user: object, fake: object
+) -> None:
+    import io
+    import json
+    import logging
+
+    from botgpt.llm.errors import ProviderBadResponse
+    from botgpt.observability.logging import JsonFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    old_level = root.level
+    root.setLevel(logging.INFO)
+    try:
+        fake.enqueue(ProviderBadResponse("garbage"))  # type: ignore[attr-defined]
+        r = await client.post(
+            "/api/v1/conversations",
+            json={"first_message": "hi"},
+            headers={**user.headers, "X-Request-ID": "req-42"},  # type: ignore[attr-defined]
+        )
+        assert r.status_code == 502
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    mine = [line for line in lines if line["logger"] in ("botgpt.turn", "botgpt.access")]
+    assert {line["logger"] for line in mine} == {"botgpt.turn", "botgpt.access"}
+    assert all(line["request_id"] == "req-42" for line in mine)
+    access = next(line for line in mine if line["logger"] == "botgpt.access")
+    assert access["status"] == 502 and access["path"] == "/api/v1/conversations"
