@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import httpx
 
+from botgpt.llm.fake import FakeProvider
+from tests.conftest import AuthedUser
+
 
 async def test_health_and_ready(client: httpx.AsyncClient) -> None:
     r = await client.get("/health")
@@ -36,7 +39,7 @@ async def test_unknown_route_uses_error_envelope(client: httpx.AsyncClient) -> N
 
 
 async def test_json_logs_carry_the_request_id(
-    client: httpx.AsyncClient, user: object, fake: object
+    client: httpx.AsyncClient, user: AuthedUser, fake: FakeProvider
 ) -> None:
     import io
     import json
@@ -53,11 +56,11 @@ async def test_json_logs_carry_the_request_id(
     old_level = root.level
     root.setLevel(logging.INFO)
     try:
-        fake.enqueue(ProviderBadResponse("garbage"))  # type: ignore[attr-defined]
+        fake.enqueue(ProviderBadResponse("garbage"))
         r = await client.post(
             "/api/v1/conversations",
             json={"first_message": "hi"},
-            headers={**user.headers, "X-Request-ID": "req-42"},  # type: ignore[attr-defined]
+            headers={**user.headers, "X-Request-ID": "req-42"},
         )
         assert r.status_code == 502
     finally:
