@@ -135,12 +135,17 @@ def chunk_text(
 
 def embedding_text(chunk: Chunk) -> str:
     """The chunk text prefixed by its heading path (context for the embedder), if not already."""
-    if not chunk.heading:
-        return chunk.text
-    last = chunk.heading.rsplit(" > ", 1)[-1]
-    if chunk.text.lstrip("# ").startswith(last):
-        return chunk.text
-    return f"{chunk.heading}\n\n{chunk.text}"
+    return embedding_input(chunk.heading, chunk.text)
+
+
+def embedding_input(heading: str, text: str) -> str:
+    """What the embedder reads for a chunk with this heading path and text."""
+    if not heading:
+        return text
+    last = heading.rsplit(" > ", 1)[-1]
+    if text.lstrip("# ").startswith(last):
+        return text
+    return f"{heading}\n\n{text}"
 
 
 def _sections(text: str, headings: Sequence[Heading]) -> list[tuple[int, int, str]]:

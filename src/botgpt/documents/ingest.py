@@ -483,8 +483,8 @@ class Ingestor:
     async def resume_interrupted(self) -> list[str]:
         """Re-queue documents a crash left in progress (their partial chunks are deleted first).
 
-        Documents indexed with another embedding model of the same dimension are re-embedded.
-        Returns the ids queued.
+        Returns the ids queued. (Documents embedded with another model are re-embedded in
+        place by `botgpt.documents.reembed`, staying searchable meanwhile.)
         """
         async with self.engine.connect() as conn:
             rows = (
@@ -494,28 +494,8 @@ class Ingestor:
                     .order_by(_documents.c.created_at)
                 )
             ).all()
-            stale = (
-                await conn.execute(
-                    select(_documents.c.id, _documents.c.status)
-                    .where(
-                        _documents.c.status == READY,
-                        _documents.c.embedding_model != self.embedder.name,
-                    )
-                    .order_by(_documents.c.created_at)
-                )
-            ).all()
-            dimension = await index_dimension(conn)
-        if stale and dimension not in (None, self.embedder.dimension):
-            log.error(
-                "%d documents were embedded with another model whose vectors do not fit the "
-                "index (%s-d, embedder %s-d); rebuild the index to re-embed them",
-                len(stale),
-                dimension,
-                self.embedder.dimension,
-            )
-            stale = []
         queued = []
-        for document_id, status in [*rows, *stale]:
+        for document_id, status in rows:
             if self.busy(document_id):
                 continue
             async with self.engine.begin() as conn:

@@ -31,6 +31,7 @@ from botgpt.config import Settings
 from botgpt.documents.ingest import Ingestor, LazyEmbedder, ProgressCallback, build_embedder
 from botgpt.documents.models import FAILED, QUEUED, Document
 from botgpt.documents.parsing import DOCX, HTML, MARKDOWN, PDF, TEXT, detect_type
+from botgpt.documents.reembed import Reembedder
 from botgpt.documents.storage import BlobStore, LocalBlobStore
 from botgpt.exceptions import InvalidInput, NotFound, PayloadTooLarge, UnsupportedMediaType
 from botgpt.ids import new_id, utcnow
@@ -537,6 +538,7 @@ def build_document_services(
         "blobs": blobs,
         "jobs": jobs,
         "ingestor": ingestor,
+        "reembedder": Reembedder(engine, ingestor, jobs),
         "documents": DocumentService(settings, engine, sessions, blobs, ingestor),
         "document_scope": DocumentScope(settings, engine, embedder),
     }

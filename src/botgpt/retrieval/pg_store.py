@@ -119,6 +119,28 @@ class PostgresChunkIndex(ChunkIndex):
             rows,
         )
 
+    async def replace_embeddings(
+        self,
+        vectors: Sequence[tuple[str, Sequence[float] | NDArray[np.float32]]],
+        *,
+        embedding_model: str,
+    ) -> None:
+        """Update the vector column of existing chunks and record the new model on them."""
+        if not vectors:
+            return
+        params = []
+        for chunk_id, v in vectors:
+            vector = as_vector(v)
+            self._check_dimension(vector)
+            params.append({"id": chunk_id, "m": embedding_model, "e": vector_literal(vector)})
+        await self.db.execute(
+            text(
+                "UPDATE chunks SET embedding = CAST(:e AS vector), embedding_model = :m "
+                "WHERE id = :id"
+            ),
+            params,
+        )
+
     async def delete_document(self, document_id: str) -> int:
         """Delete the document's rows (vector and tsvector live in the same row)."""
         result = await self.db.execute(

@@ -146,6 +146,56 @@ class SqliteChunkIndex(ChunkIndex):
             [{"seq": seqs[c.id], "heading": c.heading, "text": c.text} for c in chunks],
         )
 
+    async def replace_embeddings(
+        self,
+        vectors: Sequence[tuple[str, Sequence[float] | NDArray[np.float32]]],
+        *,
+        embedding_model: str,
+    ) -> None:
+        """Rewrite the vec0 rows of existing chunks and record the new model on them."""
+        if not vectors:
+            return
+        arrays = [(chunk_id, as_vector(v)) for chunk_id, v in vectors]
+        for _, vector in arrays:
+            self._check_dimension(vector)
+        ids = json.dumps([chunk_id for chunk_id, _ in arrays])
+        rows = await self.db.execute(
+            text(
+                "SELECT id, seq, owner_id, document_id FROM chunks "
+                "WHERE id IN (SELECT value FROM json_each(:ids))"
+            ),
+            {"ids": ids},
+        )
+        meta = {row[0]: (row[1], row[2], row[3]) for row in rows.all()}
+        present = [(chunk_id, vector) for chunk_id, vector in arrays if chunk_id in meta]
+        # vec0 rows are replaced whole (delete + insert keeps partition/metadata columns right).
+        await self.db.execute(
+            text("DELETE FROM chunks_vec WHERE rowid = :seq"),
+            [{"seq": meta[chunk_id][0]} for chunk_id, _ in present],
+        )
+        await self.db.execute(
+            text(
+                "INSERT INTO chunks_vec (rowid, owner_id, document_id, embedding) "
+                "VALUES (:seq, :owner_id, :document_id, :embedding)"
+            ),
+            [
+                {
+                    "seq": meta[chunk_id][0],
+                    "owner_id": meta[chunk_id][1],
+                    "document_id": meta[chunk_id][2],
+                    "embedding": vector.tobytes(),
+                }
+                for chunk_id, vector in present
+            ],
+        )
+        await self.db.execute(
+            text(
+                "UPDATE chunks SET embedding_model = :m "
+                "WHERE id IN (SELECT value FROM json_each(:ids))"
+            ),
+            {"m": embedding_model, "ids": ids},
+        )
+
     async def delete_document(self, document_id: str) -> int:
         """Delete the document's rows; the trigger removes vectors and FTS entries."""
         result = await self.db.execute(

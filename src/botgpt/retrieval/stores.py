@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
+from sqlalchemy import text
 
 __all__ = [
     "ChunkIndex",
@@ -85,6 +86,23 @@ class ChunkIndex(abc.ABC):
     @abc.abstractmethod
     async def add(self, chunks: Sequence[ChunkRecord], *, embedding_model: str) -> None:
         """Insert chunks with their vectors and keyword entries."""
+
+    async def chunk_texts(self, document_id: str) -> list[tuple[str, str, str]]:
+        """(chunk id, heading, text) of a document's chunks in order, for re-embedding."""
+        result = await self.db.execute(
+            text("SELECT id, heading, text FROM chunks WHERE document_id = :d ORDER BY ordinal"),
+            {"d": document_id},
+        )
+        return [(row[0], row[1], row[2]) for row in result.all()]
+
+    @abc.abstractmethod
+    async def replace_embeddings(
+        self,
+        vectors: Sequence[tuple[str, Sequence[float] | NDArray[np.float32]]],
+        *,
+        embedding_model: str,
+    ) -> None:
+        """Swap the vectors of existing chunks (by id) for ones of another embedding model."""
 
     @abc.abstractmethod
     async def delete_document(self, document_id: str) -> int:
