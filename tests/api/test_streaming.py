@@ -312,7 +312,8 @@ async def test_websocket_chat_and_cancel(
 ) -> None:
     import websockets
 
-    url = str(live.base_url).replace("http://", "ws://") + "/api/v1/chat/ws"
+    # The replaced system's path form (/chat/ws/{user_id}) is served too.
+    url = str(live.base_url).replace("http://", "ws://") + f"/api/v1/chat/ws/{user.id}"
     fake.enqueue("Hello over websockets", FakeReply(text=LONG * 3, chunk_delay=0.05))
     async with websockets.connect(f"{url}?token={user.access_token}") as ws:
         await ws.send(json.dumps({"type": "message", "content": "hi there", "mode": "open_chat"}))
@@ -322,13 +323,15 @@ async def test_websocket_chat_and_cancel(
         assert events[0]["type"] == "start"
         text = "".join(e["data"]["text"] for e in events if e["type"] == "delta")
         assert text == "Hello over websockets"
+        response = json.loads(await ws.recv())  # the seed clients' single reply frame
+        assert response["type"] == "response" and response["content"] == text
         cid = events[0]["data"]["conversation_id"]
         await ws.send(json.dumps({"type": "message", "conversation_id": cid, "content": "more"}))
         start = json.loads(await ws.recv())
         mid = start["data"]["assistant_message_id"]
         await ws.send(json.dumps({"type": "cancel", "message_id": mid}))
         last = start
-        while last["type"] not in ("cancelled", "done"):
+        while last["type"] not in ("cancelled", "response"):
             last = json.loads(await ws.recv())
         assert last["type"] == "cancelled"
         await ws.send(json.dumps({"type": "message", "conversation_id": "nope", "content": "x"}))

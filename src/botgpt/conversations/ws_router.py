@@ -58,6 +58,7 @@ async def _authenticate(ws: WebSocket, c: Container) -> Principal:
 
 
 @router.websocket("/api/v1/chat/ws")
+@router.websocket("/api/v1/chat/ws/{user_id}")
 async def chat_ws(ws: WebSocket) -> None:
     """Chat over a WebSocket: send `{"type":"message",...}`, receive turn events."""
     c: Container = ws.app.state.container
@@ -81,7 +82,20 @@ async def chat_ws(ws: WebSocket) -> None:
         if live is None:
             return
         async for event_id, event in hub.subscribe(live):
-            await send({"type": event.event, "id": event_id, "data": event_data(event)})
+            data = event_data(event)
+            await send({"type": event.event, "id": event_id, "data": data})
+            if event.event == "done":
+                # The replaced system's clients wait for one "response" frame with the reply.
+                message = data["assistant_message"]
+                await send(
+                    {
+                        "type": "response",
+                        "content": message["content"],
+                        "conversation_id": live.turn.conversation_id,
+                        "message_id": message["id"],
+                        "timestamp": message["completed_at"],
+                    }
+                )
 
     try:
         while True:
