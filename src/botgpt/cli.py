@@ -152,7 +152,7 @@ def cmd_eval_retrieval(args: argparse.Namespace) -> None:
     import json
     import tempfile
 
-    from botgpt.documents.ingest import evaluate_retrieval
+    from botgpt.documents.evaluation import evaluate_retrieval
 
     settings = _settings()
     with _progress_bars() as bars, tempfile.TemporaryDirectory(prefix="botgpt-eval-") as tmp:

@@ -21,11 +21,10 @@ from botgpt.llm.errors import (
 )
 from botgpt.llm.providers.openai_compat import (
     OpenAICompatProvider,
-    SSEDecoder,
     build_chat_payload,
     parse_chat_chunk,
-    parse_retry_after,
 )
+from botgpt.llm.providers.sse import SSEDecoder, parse_retry_after
 from tests.fakes.openai_server import (
     FakeOpenAIServer,
     Reply,

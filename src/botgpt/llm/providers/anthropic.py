@@ -2,7 +2,7 @@
 
 Translation is pure (`build_messages_payload`, `AnthropicStreamState.handle`);
 the HTTP call, timeouts and transport error mapping are the shared
-`SSEHTTPStream` from the OpenAI-compatible provider.
+`SSEHTTPStream` from `botgpt.llm.providers.sse`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from botgpt.llm.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
-from botgpt.llm.providers.openai_compat import (
+from botgpt.llm.providers.sse import (
     SSEHTTPStream,
     StreamTimeouts,
     json_dumps,
