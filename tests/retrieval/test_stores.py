@@ -196,3 +196,29 @@ async def test_ddl_can_run_twice(db: AsyncConnection) -> None:
     dialect = chunk_index_for(db).dialect
     for statement in ddl_statements(dialect, 384):
         await db.execute(text(statement))
+
+
+@pytest.mark.parametrize("rank_function", ["idf_ts_rank", "ts_rank", "ts_rank_cd"])
+async def test_postgres_rank_functions(db: AsyncConnection, rank_function: str) -> None:
+    if chunk_index_for(db).dialect != "postgresql":
+        pytest.skip("PostgreSQL ranking options")
+    from botgpt.retrieval.pg_store import PostgresChunkIndex
+
+    index = PostgresChunkIndex(db, rank_function=rank_function)
+    owner = new_id()
+    await add_document(index, owner, PASSAGES)
+    hits = await index.keyword_search("sclerosis vitamin the of", owner, None, 3)
+    assert hits[0].text == PASSAGES[2]
+    with pytest.raises(ValueError):
+        PostgresChunkIndex(db, rank_function="bm25_magic")
+
+
+async def test_idf_weighting_prefers_the_rare_term(db: AsyncConnection) -> None:
+    """'cell' is in every passage, 'ribosome' in one: the rare word must decide the ranking."""
+    index = chunk_index_for(db)
+    owner = new_id()
+    passages = [f"The cell {i} divides and the cell grows, cell after cell." for i in range(8)]
+    passages.append("A ribosome sits in the cell.")
+    await add_document(index, owner, passages)
+    hits = await index.keyword_search("cell ribosome", owner, None, 3)
+    assert hits[0].text == "A ribosome sits in the cell."

@@ -28,10 +28,12 @@ class SearchParams:
 
     mode: SearchMode = "hybrid"
     fusion: FusionMethod = "rrf"
-    rrf_k: float = 60.0
+    # k=1 (top ranks dominate) beat the customary 60 on SciFact train: 0.731 vs 0.720 nDCG@10,
+    # at 50 and at 300 candidates alike; equal weights were best at k=1.
+    rrf_k: float = 1.0
     keyword_weight: float = 1.0
     vector_weight: float = 1.0
-    alpha: float = 0.5  # convex fusion: weight of the vector score
+    alpha: float = 0.4  # convex fusion: weight of the vector score (best convex on train)
     candidates: int = 50  # results fetched from each list before fusion (at least k)
 
 

@@ -116,7 +116,7 @@ class ChunkIndex(abc.ABC):
     async def keyword_search(
         self, query: str, owner_id: str | None, document_ids: Sequence[str] | None, k: int
     ) -> list[ScoredChunk]:
-        """Best ``k`` chunks by keyword relevance (BM25 on SQLite, ts_rank on PostgreSQL)."""
+        """Best ``k`` chunks by keyword relevance (BM25 on SQLite, IDF-weighted ts_rank on PG)."""
 
     @abc.abstractmethod
     async def vector_search(
