@@ -24,6 +24,7 @@ from botgpt.conversations.ws_router import router as ws_router
 from botgpt.db import make_engine, make_sessionmaker
 from botgpt.deps import Container
 from botgpt.documents.router import router as documents_router
+from botgpt.documents.search_router import router as search_router
 from botgpt.documents.service import build_document_services, close_document_services
 from botgpt.errors import install_error_handlers
 from botgpt.idempotency import Replay
@@ -32,7 +33,6 @@ from botgpt.llm.factory import build_provider
 from botgpt.observability.middleware import RequestContextMiddleware
 from botgpt.observability.router import router as ops_router
 from botgpt.openai_api.router import router as openai_router
-from botgpt.retrieval.router import router as search_router
 from botgpt.sqlrunner import make_runner
 
 
