@@ -35,7 +35,7 @@ from numpy.typing import NDArray
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from botgpt.documents.chunking import Chunk, chunk_document, embedding_text
+from botgpt.documents.chunking import Chunk, chunk_document, chunk_record, embedding_text
 from botgpt.documents.parsing import parse_document
 from botgpt.retrieval.embedders import Embedder, MiniLMOnnxEmbedder, Vectors
 from botgpt.retrieval.eval import BeirDataset, CorpusDoc, load_beir, ndcg_at_k, recall_at_k
@@ -44,7 +44,7 @@ from botgpt.retrieval.pg_store import PostgresChunkIndex
 from botgpt.retrieval.search import HybridSearcher, SearchMode, SearchParams
 from botgpt.retrieval.sqlite_engine_for_tests import make_sqlite_engine
 from botgpt.retrieval.sqlite_store import SqliteChunkIndex
-from botgpt.retrieval.stores import ChunkIndex, ChunkRecord, ScoredChunk, ddl_statements
+from botgpt.retrieval.stores import ChunkIndex, ScoredChunk, ddl_statements
 
 DEFAULT_DATA = "/work/shared/eval/scifact"
 DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:55432/botgpt_test"
@@ -162,18 +162,12 @@ async def ingest(
         vectors = await embedder.embed([embedding_text(c) for _, c in flat])
         t2 = time.perf_counter()
         records = [
-            ChunkRecord(
-                id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{owner}/{doc.id}/{c.ordinal}")),
+            chunk_record(
+                c,
+                chunk_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{owner}/{doc.id}/{c.ordinal}")),
                 document_id=doc.id,
                 owner_id=owner,
-                ordinal=c.ordinal,
-                text=c.text,
                 embedding=vector,
-                char_start=c.char_start,
-                char_end=c.char_end,
-                page=c.page,
-                token_count=c.token_count,
-                heading=c.heading,
             )
             for (doc, c), vector in zip(flat, vectors, strict=True)
         ]

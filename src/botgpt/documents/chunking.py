@@ -14,8 +14,10 @@ import bisect
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from botgpt.documents.parsing import Heading, ParsedDocument
+from botgpt.retrieval.stores import ChunkRecord
 
 CountTokens = Callable[[str], int]
 # (start, end) character offsets of each token of a text, e.g. a ``tokenizers`` encoding's.
@@ -136,6 +138,25 @@ def chunk_text(
 def embedding_text(chunk: Chunk) -> str:
     """The chunk text prefixed by its heading path (context for the embedder), if not already."""
     return embedding_input(chunk.heading, chunk.text)
+
+
+def chunk_record(
+    chunk: Chunk, *, chunk_id: str, document_id: str, owner_id: str, embedding: Any
+) -> ChunkRecord:
+    """The index record of a chunk with its embedding."""
+    return ChunkRecord(
+        id=chunk_id,
+        document_id=document_id,
+        owner_id=owner_id,
+        ordinal=chunk.ordinal,
+        text=chunk.text,
+        embedding=embedding,
+        char_start=chunk.char_start,
+        char_end=chunk.char_end,
+        page=chunk.page,
+        token_count=chunk.token_count,
+        heading=chunk.heading,
+    )
 
 
 def embedding_input(heading: str, text: str) -> str:

@@ -19,13 +19,13 @@ from typing import cast
 from sqlalchemy import Table, text
 
 from botgpt.config import Settings
-from botgpt.documents.chunking import chunk_document, embedding_text
+from botgpt.documents.chunking import chunk_document, chunk_record, embedding_text
 from botgpt.documents.ingest import build_embedder
 from botgpt.documents.models import READY, Document
 from botgpt.documents.parsing import parse_document
 from botgpt.ids import new_id, utcnow
 from botgpt.retrieval.search import SearchMode
-from botgpt.retrieval.stores import ChunkRecord, chunk_index_for
+from botgpt.retrieval.stores import chunk_index_for
 
 __all__ = ["EVAL_CHUNK_DEPTH", "EVAL_OWNER_EMAIL", "EvalReport", "evaluate_retrieval"]
 
@@ -137,18 +137,12 @@ async def evaluate_retrieval(
                 await conn.execute(_documents.insert(), rows)
                 await chunk_index_for(conn, dimension=embedder.dimension).add(
                     [
-                        ChunkRecord(
-                            id=new_id(),
+                        chunk_record(
+                            c,
+                            chunk_id=new_id(),
                             document_id=document_id,
                             owner_id=owner,
-                            ordinal=c.ordinal,
-                            text=c.text,
                             embedding=vector,
-                            char_start=c.char_start,
-                            char_end=c.char_end,
-                            page=c.page,
-                            token_count=c.token_count,
-                            heading=c.heading,
                         )
                         for (document_id, c), vector in zip(records, vectors, strict=True)
                     ],

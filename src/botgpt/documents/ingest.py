@@ -27,6 +27,7 @@ from botgpt.documents.chunking import (
     CountTokens,
     approx_token_count,
     chunk_document,
+    chunk_record,
     embedding_text,
 )
 from botgpt.documents.models import (
@@ -51,7 +52,7 @@ from botgpt.retrieval.embedders import (
     HashEmbedder,
     Vectors,
 )
-from botgpt.retrieval.stores import ChunkIndex, ChunkRecord, chunk_index_for
+from botgpt.retrieval.stores import ChunkIndex, chunk_index_for
 
 log = logging.getLogger("botgpt.ingest")
 
@@ -397,18 +398,12 @@ class Ingestor:
             batch = chunks[offset : offset + batch_size]
             vectors = await self.embedder.embed([embedding_text(c) for c in batch])
             records = [
-                ChunkRecord(
-                    id=new_id(),
+                chunk_record(
+                    c,
+                    chunk_id=new_id(),
                     document_id=doc["id"],
                     owner_id=doc["owner_id"],
-                    ordinal=c.ordinal,
-                    text=c.text,
                     embedding=vector,
-                    char_start=c.char_start,
-                    char_end=c.char_end,
-                    page=c.page,
-                    token_count=c.token_count,
-                    heading=c.heading,
                 )
                 for c, vector in zip(batch, vectors, strict=True)
             ]

@@ -196,20 +196,6 @@ class SqliteChunkIndex(ChunkIndex):
             {"m": embedding_model, "ids": ids},
         )
 
-    async def delete_document(self, document_id: str) -> int:
-        """Delete the document's rows; the trigger removes vectors and FTS entries."""
-        result = await self.db.execute(
-            text("DELETE FROM chunks WHERE document_id = :d"), {"d": document_id}
-        )
-        return int(result.rowcount)
-
-    async def delete_owner(self, owner_id: str) -> int:
-        """Delete the owner's rows; the trigger removes vectors and FTS entries."""
-        result = await self.db.execute(
-            text("DELETE FROM chunks WHERE owner_id = :o"), {"o": owner_id}
-        )
-        return int(result.rowcount)
-
     async def keyword_search(
         self, query: str, owner_id: str | None, document_ids: Sequence[str] | None, k: int
     ) -> list[ScoredChunk]:

@@ -104,13 +104,23 @@ class ChunkIndex(abc.ABC):
     ) -> None:
         """Swap the vectors of existing chunks (by id) for ones of another embedding model."""
 
-    @abc.abstractmethod
     async def delete_document(self, document_id: str) -> int:
-        """Remove every chunk of a document from all tables; returns how many were removed."""
+        """Remove every chunk of a document from all tables; returns how many were removed.
 
-    @abc.abstractmethod
+        Only `chunks` is touched: vectors and keyword entries live in the same row
+        (PostgreSQL) or are removed by a trigger (SQLite).
+        """
+        result = await self.db.execute(
+            text("DELETE FROM chunks WHERE document_id = :d"), {"d": document_id}
+        )
+        return int(result.rowcount)
+
     async def delete_owner(self, owner_id: str) -> int:
         """Remove every chunk of an owner (account deletion); returns how many were removed."""
+        result = await self.db.execute(
+            text("DELETE FROM chunks WHERE owner_id = :o"), {"o": owner_id}
+        )
+        return int(result.rowcount)
 
     @abc.abstractmethod
     async def keyword_search(
