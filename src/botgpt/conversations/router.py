@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
 
 from botgpt.conversations import service
 from botgpt.conversations.schemas import (
@@ -81,7 +82,11 @@ async def respond(
             )
         hub = stream_hub(c)
         return live_response(hub, hub.start(await prepare()), status_code=status_code)
-    fingerprint = request_fingerprint(request.method, request.url.path, body)
+    # Only a keyed request needs its fingerprint (and the body dumped for it).
+    fingerprint = ""
+    if idempotency_key is not None:
+        payload = body.model_dump(mode="json") if isinstance(body, BaseModel) else body
+        fingerprint = request_fingerprint(request.method, request.url.path, payload)
 
     async def action() -> TurnPublic:
         return await chat_service(c).complete(await prepare())
@@ -111,7 +116,7 @@ async def create_conversation(
         db,
         request,
         owner,
-        body.model_dump(mode="json"),
+        body,
         stream or body.stream,
         idempotency_key,
         201,
@@ -210,7 +215,7 @@ async def _send(
         db,
         request,
         owner,
-        body.model_dump(mode="json"),
+        body,
         stream or body.stream,
         idempotency_key,
         status_code,
