@@ -35,6 +35,7 @@ from numpy.typing import NDArray
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from botgpt.db import make_engine
 from botgpt.documents.chunking import Chunk, chunk_document, chunk_record, embedding_text
 from botgpt.documents.parsing import parse_document
 from botgpt.retrieval.embedders import Embedder, MiniLMOnnxEmbedder, Vectors
@@ -42,7 +43,6 @@ from botgpt.retrieval.eval import BeirDataset, CorpusDoc, load_beir, ndcg_at_k, 
 from botgpt.retrieval.hybrid import Hit, convex_fusion, reciprocal_rank_fusion
 from botgpt.retrieval.pg_store import PostgresChunkIndex
 from botgpt.retrieval.search import HybridSearcher, SearchMode, SearchParams
-from botgpt.retrieval.sqlite_engine_for_tests import make_sqlite_engine
 from botgpt.retrieval.sqlite_store import SqliteChunkIndex
 from botgpt.retrieval.stores import ChunkIndex, ScoredChunk, ddl_statements
 
@@ -192,7 +192,7 @@ async def ingest(
 
 async def sqlite_engine(path: Path) -> AsyncEngine:
     await asyncio.to_thread(path.unlink, missing_ok=True)
-    engine = make_sqlite_engine(str(path))
+    engine = make_engine(f"sqlite+aiosqlite:///{path}")
     async with engine.begin() as conn:
         for statement in ddl_statements("sqlite", 384):
             await conn.execute(text(statement))

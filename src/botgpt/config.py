@@ -156,11 +156,6 @@ class Settings(BaseSettings):
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'botgpt.db').resolve()}"
 
-    @property
-    def is_sqlite(self) -> bool:
-        """Whether the relational store is SQLite."""
-        return self.effective_database_url.startswith("sqlite")
-
     def jwt_key(self) -> str:
         """The JWT signing key: from settings, else generated once and kept in the data folder."""
         if self.jwt_secret is not None:

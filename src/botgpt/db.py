@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import types
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -96,9 +95,3 @@ def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """A session factory that keeps objects usable after commit."""
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
-
-
-async def session_scope(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-    """Yield a session that is closed afterwards."""
-    async with factory() as session:
-        yield session

@@ -12,7 +12,7 @@ import asyncio
 import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import sqlean
 from sqlalchemy import Connection, Engine, create_engine
@@ -82,8 +82,3 @@ def make_runner(engine: AsyncEngine, url: str) -> SqlRunner:
     if url.startswith("sqlite"):
         return SqliteRunner(engine, url)
     return SqlRunner(engine)
-
-
-def rows(result: Any) -> list[Any]:
-    """All rows of a result as a list."""
-    return list(result.all())

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from botgpt.retrieval.sqlite_engine_for_tests import make_sqlite_engine
+from botgpt.db import make_engine
 from botgpt.retrieval.stores import ddl_statements
 
 PG_URL = os.environ.get(
@@ -69,7 +69,7 @@ async def db(
             pytest.skip("PostgreSQL not reachable (BOTGPT_TEST_PG_URL)")
         engine = pg_engine
     else:
-        engine = make_sqlite_engine(str(tmp_path / "chunks.db"))
+        engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'chunks.db'}")
         async with engine.begin() as conn:
             for statement in ddl_statements("sqlite", 384):
                 await conn.execute(text(statement))
