@@ -206,9 +206,8 @@ class PostgresChunkIndex(ChunkIndex):
         k: int,
     ) -> list[ScoredChunk]:
         """HNSW cosine search with iterative scan so filters do not starve the result."""
-        vector = as_vector(embedding)
-        self._check_dimension(vector)
-        if k <= 0 or (document_ids is not None and not document_ids):
+        vector = self._query_vector(embedding, document_ids, k)
+        if vector is None:
             return []
         # SET LOCAL lasts until the end of the caller's transaction; the values are ours (ints).
         ef_search = min(max(self.ef_search, k), 1000)

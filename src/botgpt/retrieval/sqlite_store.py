@@ -226,9 +226,8 @@ class SqliteChunkIndex(ChunkIndex):
         k: int,
     ) -> list[ScoredChunk]:
         """Exact KNN in vec0, filtered inside the scan by owner partition and document ids."""
-        vector = as_vector(embedding)
-        self._check_dimension(vector)
-        if k <= 0 or (document_ids is not None and not document_ids):
+        vector = self._query_vector(embedding, document_ids, k)
+        if vector is None:
             return []
         params: dict[str, Any] = {"q": vector.tobytes(), "k": min(k, _VEC_MAX_K)}
         where = _filters("v", owner_id, document_ids, params)

@@ -142,6 +142,19 @@ class ChunkIndex(abc.ABC):
     async def count(self, *, owner_id: str | None = None, document_id: str | None = None) -> int:
         """Number of chunks, optionally of one owner and/or one document."""
 
+    def _query_vector(
+        self,
+        embedding: Sequence[float] | NDArray[np.float32],
+        document_ids: Sequence[str] | None,
+        k: int,
+    ) -> NDArray[np.float32] | None:
+        """The checked query vector, or None when the search cannot match anything."""
+        vector = as_vector(embedding)
+        self._check_dimension(vector)
+        if k <= 0 or (document_ids is not None and not document_ids):
+            return None
+        return vector
+
     def _check_dimension(self, vector: NDArray[np.float32]) -> None:
         if vector.shape != (self.dimension,):
             raise ValueError(f"embedding has shape {vector.shape}, index expects {self.dimension}")
