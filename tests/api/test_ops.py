@@ -13,6 +13,10 @@ async def test_health_and_ready(client: httpx.AsyncClient) -> None:
     assert r.status_code == 200 and r.json() == {"status": "ok"}
     r = await client.get("/ready")
     assert r.status_code == 200 and r.json()["checks"]["database"] == "ok"
+    assert r.json()["checks"]["llm"] == "ok"
+    assert r.json()["llm_providers"] == [
+        {"name": "fake", "model": "fake-model", "breaker": "closed"}
+    ]
 
 
 async def test_request_id_echoed(client: httpx.AsyncClient) -> None:

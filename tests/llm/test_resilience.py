@@ -31,6 +31,7 @@ from botgpt.llm.resilience import (
     DeadlineProvider,
     FallbackProvider,
     RetryingProvider,
+    breaker_states,
     counts_as_failure,
     stream_with_source,
 )
@@ -408,6 +409,26 @@ async def test_open_breaker_moves_straight_to_the_fallback(clock: FakeClock) -> 
     assert await collect(provider) == "You said: hello"
     assert len(first.requests) == 1  # the second call never reached the primary
     assert len(second.requests) == 2
+
+
+async def test_breaker_states_reports_each_member_of_a_wrapped_chain(clock: FakeClock) -> None:
+    first, second = FakeProvider(model="primary-model"), FakeProvider(model="backup-model")
+    provider = FallbackProvider(
+        [
+            RetryingProvider(
+                BreakerProvider(first, failure_threshold=1, reset_timeout=30, clock=clock),
+                attempts=1,
+            ),
+            DeadlineProvider(BreakerProvider(second, clock=clock), first_token_timeout=5),
+        ]
+    )
+    assert breaker_states(provider) == [
+        ("fake", "primary-model", BreakerState.CLOSED),
+        ("fake", "backup-model", BreakerState.CLOSED),
+    ]
+    first.enqueue(ProviderUnavailable("500"))
+    await collect(provider)
+    assert [s for _, _, s in breaker_states(provider)] == [BreakerState.OPEN, BreakerState.CLOSED]
 
 
 class _MetaThenFail(LLMProvider):

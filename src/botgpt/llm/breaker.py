@@ -262,3 +262,21 @@ class BreakerProvider(LLMProvider):
     async def aclose(self) -> None:
         """Close the inner provider."""
         await self.inner.aclose()
+
+
+def breaker_states(provider: LLMProvider) -> list[tuple[str, str, BreakerState]]:
+    """(name, model, breaker state) of every breaker-guarded provider in a wrapped chain."""
+    found: list[tuple[str, str, BreakerState]] = []
+    pending = [provider]
+    while pending:
+        current = pending.pop(0)
+        if isinstance(current, BreakerProvider):
+            found.append((current.inner.name, current.inner.model, current.breaker.state))
+            continue
+        # Wrappers expose what they wrap as `inner`, a fallback chain as `providers`.
+        members: list[LLMProvider] = list(getattr(current, "providers", ()))
+        inner = getattr(current, "inner", None)
+        if isinstance(inner, LLMProvider):
+            members.append(inner)
+        pending.extend(members)
+    return found

@@ -31,6 +31,7 @@ from botgpt.llm.breaker import (
     BreakerState,
     CircuitBreaker,
     Clock,
+    breaker_states,
     counts_as_failure,
 )
 from botgpt.llm.deadline import DeadlineProvider
@@ -47,6 +48,7 @@ __all__ = [
     "FallbackProvider",
     "RetryingProvider",
     "Sleep",
+    "breaker_states",
     "counts_as_failure",
     "stream_with_source",
 ]

@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from botgpt.deps import ContainerDep
+from botgpt.llm.resilience import BreakerState, breaker_states
 
 router = APIRouter(tags=["operations"])
 
@@ -19,7 +20,12 @@ async def health() -> dict[str, str]:
 
 @router.get("/ready", responses={503: {"description": "A dependency is not ready"}})
 async def ready(c: ContainerDep) -> JSONResponse:
-    """The database answers; 503 with the failing check otherwise."""
+    """The database answers (503 otherwise); the language models' circuit breakers, reported.
+
+    An open breaker does not make the instance unready: every instance shares the
+    provider, so taking this one out of rotation would not help, and history,
+    documents and search still work.
+    """
     checks: dict[str, str] = {}
     try:
         async with c.engine.connect() as conn:
@@ -28,6 +34,13 @@ async def ready(c: ContainerDep) -> JSONResponse:
     except Exception:  # any failure means not ready; the reason goes to the log, not the client
         checks["database"] = "unavailable"
     ok = all(v == "ok" for v in checks.values())
+    providers = [
+        {"name": name, "model": model, "breaker": str(state)}
+        for name, model, state in breaker_states(c.services["llm"])
+    ]
+    open_ = sum(p["breaker"] == BreakerState.OPEN for p in providers)
+    checks["llm"] = "ok" if open_ == 0 else "unavailable" if open_ == len(providers) else "degraded"
     return JSONResponse(
-        {"status": "ready" if ok else "not_ready", "checks": checks}, status_code=200 if ok else 503
+        {"status": "ready" if ok else "not_ready", "checks": checks, "llm_providers": providers},
+        status_code=200 if ok else 503,
     )
