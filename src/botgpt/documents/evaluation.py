@@ -3,7 +3,7 @@
 `evaluate_retrieval` (run by ``botgpt eval retrieval``) migrates an empty
 throwaway database, indexes every corpus entry of a BEIR dataset through the
 same parse, chunk, embed and index steps as document ingestion (with the
-embedder built by `botgpt.documents.ingest.build_embedder`), runs the split's
+embedder built by `botgpt.documents.embedding.build_embedder`), runs the split's
 queries through the hybrid searcher and returns an `EvalReport` with nDCG@10,
 Recall@100 and timings. `EVAL_OWNER_EMAIL` names the user that owns the
 indexed documents and `EVAL_CHUNK_DEPTH` how many chunks are fetched per query.
@@ -20,7 +20,7 @@ from sqlalchemy import Table, text
 
 from botgpt.config import Settings
 from botgpt.documents.chunking import chunk_document, chunk_record, embedding_text
-from botgpt.documents.ingest import build_embedder
+from botgpt.documents.embedding import build_embedder
 from botgpt.documents.models import READY, Document
 from botgpt.documents.parsing import parse_document
 from botgpt.ids import new_id, utcnow

@@ -10,26 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, cast
 
-import numpy as np
-from numpy.typing import NDArray
-from sqlalchemy import Table, delete, select, text, update
+from sqlalchemy import Table, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from botgpt.config import Settings
 from botgpt.documents.chunking import (
     Chunk,
-    CountTokens,
-    approx_token_count,
     chunk_document,
     chunk_record,
     embedding_text,
 )
+from botgpt.documents.embedding import LazyEmbedder, index_dimension
 from botgpt.documents.models import (
     CHUNKING,
     EMBEDDING,
@@ -45,12 +41,7 @@ from botgpt.documents.storage import BlobNotFound, BlobStore
 from botgpt.ids import new_id, utcnow
 from botgpt.jobs.queue import JobQueue
 from botgpt.retrieval.embedders import (
-    MINILM_DIMENSION,
-    MINILM_MODEL_NAME,
-    Embedder,
     EmbeddingError,
-    HashEmbedder,
-    Vectors,
 )
 from botgpt.retrieval.stores import ChunkIndex, chunk_index_for
 
@@ -58,110 +49,12 @@ log = logging.getLogger("botgpt.ingest")
 
 INGEST_JOB = "ingest_document"
 MAX_ATTEMPTS = 3  # runs started without finishing before a document is failed for good
-DEFAULT_OPENAI_EMBEDDING_MODEL = "text-embedding-3-small"
 
 # Progress milestones (0..1) of the stages; embedding fills the span up to EMBEDDED.
 PARSED, CHUNKED, EMBEDDED = 0.1, 0.15, 0.98
 
 ProgressCallback = Callable[[str, float], None]
 _documents = cast(Table, Document.__table__)
-
-
-# --------------------------------------------------------------------------- embedder
-
-
-class LazyEmbedder(Embedder):
-    """One shared embedder, built on first use (model files are read only when needed)."""
-
-    def __init__(self, factory: Callable[[], Embedder], name: str, dimension: int) -> None:
-        self._factory = factory
-        self._inner: Embedder | None = None
-        self._lock = asyncio.Lock()
-        self.name = name
-        self.dimension = dimension
-
-    async def get(self) -> Embedder:
-        """The underlying embedder, created (in a thread) the first time."""
-        if self._inner is None:
-            async with self._lock:
-                if self._inner is None:
-                    inner = await asyncio.to_thread(self._factory)
-                    if inner.dimension != self.dimension:
-                        raise EmbeddingError(
-                            f"embedder {inner.name} gives {inner.dimension}-d vectors, "
-                            f"configured for {self.dimension}"
-                        )
-                    self._inner = inner
-        return self._inner
-
-    async def embed(self, texts: Sequence[str]) -> Vectors:
-        """Embed passages with the underlying embedder."""
-        return await (await self.get()).embed(texts)
-
-    async def embed_query(self, text: str) -> NDArray[np.float32]:
-        """Embed a search query with the underlying embedder."""
-        return await (await self.get()).embed_query(text)
-
-    async def token_counter(self) -> CountTokens:
-        """The embedder's own token counter when it has one (MiniLM), else an estimate."""
-        count = getattr(await self.get(), "count_tokens", None)
-        return count if callable(count) else approx_token_count
-
-    async def aclose(self) -> None:
-        """Close the underlying embedder if it was created."""
-        if self._inner is not None:
-            await self._inner.aclose()
-
-
-def build_embedder(settings: Settings) -> LazyEmbedder:
-    """The embedder chosen by ``BOTGPT_EMBEDDING_*`` (local MiniLM, OpenAI-compatible, hash)."""
-    provider = settings.embedding_provider
-    if provider == "openai":
-        from botgpt.retrieval.embedders import OpenAICompatEmbedder
-
-        model = settings.embedding_model or DEFAULT_OPENAI_EMBEDDING_MODEL
-        key = settings.embedding_api_key
-        dimension = settings.embedding_dimension
-
-        def openai() -> Embedder:
-            return OpenAICompatEmbedder(
-                settings.embedding_base_url,
-                key.get_secret_value() if key is not None else None,
-                model,
-                dimension,
-                batch_size=max(settings.embedding_batch_size, 16),
-                # text-embedding-3-* can shorten their vectors to the index's dimension.
-                send_dimensions=model.startswith("text-embedding-3"),
-            )
-
-        return LazyEmbedder(openai, model, dimension)
-    if provider == "hash":
-        dimension = settings.embedding_dimension
-        return LazyEmbedder(lambda: HashEmbedder(dimension), "hash-test", dimension)
-
-    def minilm() -> Embedder:
-        from botgpt.retrieval.embedders import MiniLMOnnxEmbedder
-
-        return MiniLMOnnxEmbedder()
-
-    return LazyEmbedder(minilm, MINILM_MODEL_NAME, MINILM_DIMENSION)
-
-
-# --------------------------------------------------------------------------- index helpers
-
-
-async def index_dimension(conn: AsyncConnection) -> int | None:
-    """The vector dimension the chunk index was created with (None if it cannot be read)."""
-    if conn.dialect.name == "postgresql":
-        sql = (
-            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
-            "WHERE attrelid = to_regclass('chunks') AND attname = 'embedding'"
-        )
-    else:
-        sql = "SELECT sql FROM sqlite_master WHERE name = 'chunks_vec'"
-    found = (await conn.execute(text(sql))).scalar()
-    match = re.search(r"(?:vector\(|FLOAT\[)(\d+)", str(found or ""), re.IGNORECASE)
-    return int(match.group(1)) if match else None
 
 
 class _Failure(Exception):

@@ -15,7 +15,8 @@ from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from botgpt.documents.chunking import embedding_input
-from botgpt.documents.ingest import Ingestor, index_dimension
+from botgpt.documents.embedding import index_dimension
+from botgpt.documents.ingest import Ingestor
 from botgpt.documents.models import READY, Document
 from botgpt.ids import utcnow
 from botgpt.jobs.queue import JobQueue

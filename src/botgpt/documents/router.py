@@ -12,7 +12,8 @@ from pydantic import BaseModel
 
 from botgpt.deps import ContainerDep, CurrentPrincipal, SessionDep
 from botgpt.documents.models import READY, Document
-from botgpt.documents.service import FILE_FIELD, DocumentService
+from botgpt.documents.service import DocumentService
+from botgpt.documents.uploads import FILE_FIELD
 from botgpt.exceptions import InvalidInput
 from botgpt.openapi import errors_doc
 from botgpt.pagination import PageDep

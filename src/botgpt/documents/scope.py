@@ -17,7 +17,7 @@ from sqlalchemy import Connection, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from botgpt.config import Settings
-from botgpt.documents.ingest import LazyEmbedder
+from botgpt.documents.embedding import LazyEmbedder
 from botgpt.documents.models import FAILED, READY, Document, conversation_documents
 from botgpt.exceptions import Conflict, InvalidInput, NotFound
 from botgpt.retrieval.hybrid import Hit
