@@ -151,6 +151,9 @@ def start_server(
         "BOTGPT_DATABASE_URL": database_url,
         "BOTGPT_PORT": str(port),
         "BOTGPT_LOG_LEVEL": "INFO",
+        # One client sends thousands of turns: keep the limiter on (its cost is measured)
+        # but out of the way.
+        "BOTGPT_RATE_LIMIT_CHAT": "100000000/minute",
         **(extra_env or {}),
     }
     with open(Path(tmp) / "server.log", "w") as log:

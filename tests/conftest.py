@@ -79,6 +79,10 @@ async def app_ctx(
         llm_breaker_failures=1000,  # one app serves the whole session: keep its breaker closed
         llm_retry_base_seconds=0.0,
         log_json=False,
+        # Every test registers from the same address; tests/api/test_rate_limits.py swaps
+        # in tight limits where it needs them.
+        rate_limit_chat="100000/minute",
+        rate_limit_auth="",
     )
     fake = FakeProvider()
     app = create_app(settings, provider=fake, run_migrations=False)

@@ -52,7 +52,12 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./data")
     database_url: str = ""
     db_pool_size: int = Field(10, ge=1, le=200)
-    redis_url: str = ""
+    redis_url: str = ""  # redis://host:port/db: rate limits shared by every process
+    # Rate limits ("N/second|minute|hour|day", ";"-separated; empty turns a group off).
+    # Chat turns (REST, WebSocket, /v1/chat/completions) count per acting user; sign-in,
+    # registration and token refresh count per client address.
+    rate_limit_chat: str = "60/minute;1000/hour;10000/day"
+    rate_limit_auth: str = "20/minute;200/hour"
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
@@ -129,6 +134,27 @@ class Settings(BaseSettings):
             )
         if v.startswith("postgresql://"):
             v = "postgresql+asyncpg://" + v[len("postgresql://") :]
+        return v
+
+    @field_validator("rate_limit_chat", "rate_limit_auth")
+    @classmethod
+    def _check_limits(cls, v: str) -> str:
+        from limits import parse_many
+
+        if v.strip():
+            try:
+                parse_many(v)
+            except ValueError as e:
+                raise ValueError(
+                    f"{v!r} is not a rate limit list such as '60/minute;1000/hour'"
+                ) from e
+        return v.strip()
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, v: str) -> str:
+        if v and not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("BOTGPT_REDIS_URL must start with redis://, rediss:// or unix://")
         return v
 
     @field_validator("jwt_secret")

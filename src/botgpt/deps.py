@@ -57,6 +57,22 @@ async def get_principal(
     return principal  # type: ignore[no-any-return]
 
 
+async def limit_sign_in(request: Request) -> None:
+    """Count a sign-in, registration or token refresh against the client address's limit."""
+    limiter = request.app.state.container.services["limits.auth"]
+    if limiter.enabled:
+        await limiter.hit(request.client.host if request.client else "unknown")
+
+
+async def limit_chat(
+    request: Request, principal: Annotated[Principal, Depends(get_principal)]
+) -> None:
+    """Count a chat turn against the caller's limit (for routes that act only as the caller)."""
+    limiter = request.app.state.container.services["limits.chat"]
+    if limiter.enabled:
+        await limiter.hit(principal.user_id)
+
+
 ContainerDep = Annotated[Container, Depends(get_container)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

@@ -69,8 +69,10 @@ class RateLimited(DomainError):
 
     code = "rate_limited"
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, details: Any = None
+    ) -> None:
+        super().__init__(message, details=details)
         self.retry_after = retry_after
 
 

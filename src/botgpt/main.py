@@ -33,6 +33,7 @@ from botgpt.llm.factory import build_provider
 from botgpt.observability.middleware import RequestContextMiddleware
 from botgpt.observability.router import router as ops_router
 from botgpt.openai_api.router import router as openai_router
+from botgpt.ratelimit import build_limiters
 from botgpt.sqlrunner import make_runner
 
 
@@ -50,8 +51,11 @@ def build_container(settings: Settings, provider: LLMProvider | None = None) -> 
     runner = make_runner(engine, settings.effective_database_url)
     container.services["sql"] = runner
     container.services.update(build_document_services(settings, engine, container.sessions))
+    container.services.update(
+        build_limiters(settings.redis_url, settings.rate_limit_chat, settings.rate_limit_auth)
+    )
     grounder = Grounder(container.services["document_scope"], settings.grounded_top_k)
-    chat = ChatService(settings, llm, runner, grounder)
+    chat = ChatService(settings, llm, runner, grounder, container.services["limits.chat"])
     container.services["chat"] = chat
     container.services["streams"] = StreamHub(chat, settings.stream_reattach_grace_seconds)
     return container

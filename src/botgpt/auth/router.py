@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Depends, status
 
 from botgpt.auth.schemas import (
     ApiKeyCreate,
@@ -17,11 +17,13 @@ from botgpt.auth.schemas import (
     UserPublic,
 )
 from botgpt.auth.service import TokenPair
-from botgpt.deps import ContainerDep, CurrentPrincipal, SessionDep
+from botgpt.deps import ContainerDep, CurrentPrincipal, SessionDep, limit_sign_in
 from botgpt.openapi import errors_doc
 from botgpt.pagination import PageDep
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
+# Guessing passwords or flooding sign-ups is throttled per client address.
+SIGN_IN_LIMITED = [Depends(limit_sign_in)]
 
 
 def _tokens(pair: TokenPair) -> TokenPublic:
@@ -33,7 +35,8 @@ def _tokens(pair: TokenPair) -> TokenPublic:
 @router.post(
     "/auth/register",
     status_code=status.HTTP_201_CREATED,
-    responses=errors_doc(409, 422),
+    responses=errors_doc(409, 422, 429),
+    dependencies=SIGN_IN_LIMITED,
 )
 async def register(body: UserCreate, db: SessionDep, c: ContainerDep) -> UserPublic:
     """Create an account with email and password."""
@@ -41,13 +44,13 @@ async def register(body: UserCreate, db: SessionDep, c: ContainerDep) -> UserPub
     return UserPublic.model_validate(user)
 
 
-@router.post("/auth/login", responses=errors_doc(401, 422))
+@router.post("/auth/login", responses=errors_doc(401, 422, 429), dependencies=SIGN_IN_LIMITED)
 async def login(body: LoginRequest, db: SessionDep, c: ContainerDep) -> TokenPublic:
     """Exchange email and password for an access token and a refresh token."""
     return _tokens(await c.auth.login(db, body.email, body.password))
 
 
-@router.post("/auth/refresh", responses=errors_doc(401, 422))
+@router.post("/auth/refresh", responses=errors_doc(401, 422, 429), dependencies=SIGN_IN_LIMITED)
 async def refresh(body: RefreshRequest, db: SessionDep, c: ContainerDep) -> TokenPublic:
     """Rotate a refresh token: the old one stops working."""
     return _tokens(await c.auth.refresh(db, body.refresh_token))

@@ -41,7 +41,7 @@ ActAs = Annotated[
     str | None, Query(max_length=200, description="Service keys only: the user to act for.")
 ]
 StreamFlag = Annotated[bool, Query(description="Answer as Server-Sent Events.")]
-TURN_ERRORS = errors_doc(401, 403, 404, 409, 422, 502, 503, 504)
+TURN_ERRORS = errors_doc(401, 403, 404, 409, 422, 429, 502, 503, 504)
 SSE_DOC: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "With stream=true: text/event-stream of start, delta, usage, done | error",

@@ -45,6 +45,7 @@ from botgpt.llm.context import (
 from botgpt.llm.errors import LLMError
 from botgpt.llm.resilience import stream_with_source
 from botgpt.llm.tokens import TokenCounter, get_counter
+from botgpt.ratelimit import RateLimiter
 from botgpt.sqlrunner import SqlRunner
 
 log = logging.getLogger("botgpt.turn")
@@ -113,8 +114,10 @@ class ChatService:
         provider: LLMProvider,
         runner: SqlRunner,
         grounder: Grounder | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.settings = settings
+        self.limiter = limiter
         self.provider = provider
         self.runner = runner
         self.grounder = grounder
@@ -135,6 +138,7 @@ class ChatService:
         document_ids: Sequence[str] = (),
     ) -> Turn:
         """Create a conversation with its first message; the reply is still to come."""
+        await self._admit(owner_id)
         document_ids = list(dict.fromkeys(document_ids))
         if mode == "grounded" and not document_ids:
             raise InvalidInput(
@@ -187,6 +191,7 @@ class ChatService:
 
         `document_ids`, when given, replace the conversation's documents.
         """
+        await self._admit(owner_id)
         now = utcnow()
         limit = self.settings.history_max_messages
         new_scope = list(dict.fromkeys(document_ids)) if document_ids is not None else None
@@ -228,6 +233,7 @@ class ChatService:
 
     async def regenerate(self, owner_id: str, conversation_id: str, message_id: str) -> Turn:
         """A new reply to the question of the latest assistant message; the old one is kept."""
+        await self._admit(owner_id)
         now = utcnow()
         limit = self.settings.history_max_messages
         try:
@@ -256,6 +262,11 @@ class ChatService:
             appended.summary_message_id,
             appended.document_ids,
         )
+
+    async def _admit(self, owner_id: str) -> None:
+        # Before anything is written: a refused turn stores nothing.
+        if self.limiter is not None and self.limiter.enabled:
+            await self.limiter.hit(owner_id)
 
     def _pair(self, conv_id: str, user_seq: int, text: str, now: Any) -> list[dict[str, Any]]:
         user = store.message_row(conv_id, user_seq, "user", text, "complete", now)

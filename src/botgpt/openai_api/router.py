@@ -11,7 +11,7 @@ from fastapi.routing import APIRoute
 from starlette.types import Receive, Scope, Send
 
 from botgpt.auth.service import Principal
-from botgpt.deps import ContainerDep, CurrentPrincipal, SessionDep
+from botgpt.deps import ContainerDep, CurrentPrincipal, SessionDep, limit_chat
 from botgpt.openai_api.schemas import ChatCompletion, ChatCompletionCreate, Model, ModelList
 from botgpt.openai_api.schemas import openai_errors_doc as errors_doc
 from botgpt.openai_api.service import (
@@ -93,7 +93,8 @@ _STREAM_DOC: dict[int | str, dict[str, Any]] = {
 @router.post(
     "/chat/completions",
     response_model=ChatCompletion,
-    responses={**_STREAM_DOC, **errors_doc(400, 401, 404, 502, 503, 504)},
+    responses={**_STREAM_DOC, **errors_doc(400, 401, 404, 429, 502, 503, 504)},
+    dependencies=[Depends(limit_chat)],
 )
 async def create_chat_completion(
     body: ChatCompletionCreate, _caller: Caller, service: ServiceDep
