@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     cors_origins: list[str] = []
+    hsts_seconds: int = Field(0, ge=0)  # Strict-Transport-Security max-age; set behind HTTPS
 
     jwt_secret: SecretStr | None = None
     access_token_minutes: int = Field(15, ge=1, le=24 * 60)

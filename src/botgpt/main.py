@@ -61,6 +61,20 @@ def build_container(settings: Settings, provider: LLMProvider | None = None) -> 
     return container
 
 
+def security_headers(settings: Settings) -> list[tuple[bytes, bytes]]:
+    """Headers every response carries: no MIME sniffing, no framing, no referrer leaks."""
+    headers = [
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-frame-options", b"DENY"),
+        (b"referrer-policy", b"no-referrer"),
+    ]
+    if settings.hsts_seconds:
+        # Only behind HTTPS: browsers then refuse plain HTTP to this host for that long.
+        value = f"max-age={settings.hsts_seconds}; includeSubDomains"
+        headers.append((b"strict-transport-security", value.encode()))
+    return headers
+
+
 def create_app(
     settings: Settings | None = None,
     provider: LLMProvider | None = None,
@@ -115,5 +129,5 @@ def create_app(
             allow_methods=["*"],
             allow_headers=["*"],
         )
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, headers=security_headers(settings))
     return app

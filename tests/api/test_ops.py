@@ -19,6 +19,14 @@ async def test_health_and_ready(client: httpx.AsyncClient) -> None:
     ]
 
 
+async def test_security_headers_on_every_response(client: httpx.AsyncClient) -> None:
+    for r in (await client.get("/health"), await client.get("/api/v1/nope")):
+        assert r.headers["x-content-type-options"] == "nosniff"
+        assert r.headers["x-frame-options"] == "DENY"
+        assert r.headers["referrer-policy"] == "no-referrer"
+        assert "strict-transport-security" not in r.headers  # off unless served over HTTPS
+
+
 async def test_request_id_echoed(client: httpx.AsyncClient) -> None:
     r = await client.get("/health", headers={"X-Request-ID": "abc-123"})
     assert r.headers["x-request-id"] == "abc-123"
@@ -76,3 +84,13 @@ async def test_json_logs_carry_the_request_id(
     assert all(line["request_id"] == "req-42" for line in mine)
     access = next(line for line in mine if line["logger"] == "botgpt.access")
     assert access["status"] == 502 and access["path"] == "/api/v1/conversations"
+
+
+def test_hsts_only_when_configured() -> None:
+    from botgpt.config import Settings
+    from botgpt.main import security_headers
+
+    on = dict(security_headers(Settings(_env_file=None, hsts_seconds=31536000)))  # type: ignore[call-arg]
+    assert on[b"strict-transport-security"] == b"max-age=31536000; includeSubDomains"
+    off = dict(security_headers(Settings(_env_file=None)))  # type: ignore[call-arg]
+    assert b"strict-transport-security" not in off
