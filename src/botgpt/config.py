@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     log_json: bool = True
     cors_origins: list[str] = []
     hsts_seconds: int = Field(0, ge=0)  # Strict-Transport-Security max-age; set behind HTTPS
+    metrics_token: SecretStr | None = None  # when set, GET /metrics needs "Bearer <token>"
 
     jwt_secret: SecretStr | None = None
     access_token_minutes: int = Field(15, ge=1, le=24 * 60)

@@ -19,6 +19,7 @@ from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from botgpt.exceptions import RateLimited
+from botgpt.observability import metrics
 
 log = logging.getLogger("botgpt.ratelimit")
 
@@ -54,6 +55,7 @@ class RateLimiter:
             except Exception:  # the storage failed: let the request through (see module doc)
                 log.warning("rate limit storage unavailable; request allowed", exc_info=True)
                 return
+            metrics.RATE_LIMITED.labels(self.scope).inc()
             retry_after = max(1, math.ceil(stats.reset_time - time.time()))
             raise RateLimited(
                 f"Too many requests: the limit is {_describe(item)}. Try again in {retry_after} s.",

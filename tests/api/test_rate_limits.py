@@ -8,6 +8,7 @@ import httpx
 import pytest
 from limits.aio.storage import MemoryStorage
 
+from botgpt.observability.metrics import REGISTRY
 from botgpt.ratelimit import RateLimiter
 from tests.conftest import AppCtx, AuthedUser, UserFactory
 
@@ -51,9 +52,11 @@ async def test_chat_turns_are_limited_per_user_and_a_refused_turn_stores_nothing
     url = f"/api/v1/conversations/{cid}/messages"
     r = await client.post(url, json={"content": "two"}, headers=alice.headers)
     assert r.status_code == 201
+    refused = REGISTRY.get_sample_value("botgpt_rate_limited_total", {"scope": "chat"}) or 0
     assert_limited(
         await client.post(url, json={"content": "three"}, headers=alice.headers), "2 per minute"
     )
+    assert REGISTRY.get_sample_value("botgpt_rate_limited_total", {"scope": "chat"}) == refused + 1
     history = (await client.get(f"/api/v1/conversations/{cid}", headers=alice.headers)).json()
     assert [m["content"] for m in history["messages"] if m["role"] == "user"] == ["one", "two"]
     # Another user has a budget of their own.

@@ -50,6 +50,11 @@ class StreamHub:
         live.task = asyncio.get_running_loop().create_task(self._run(live))
         return live
 
+    @property
+    def live_count(self) -> int:
+        """How many turns are generating in this process."""
+        return len(self._live)
+
     def get(self, message_id: str) -> LiveTurn | None:
         """The live turn of an assistant message, if it is generating here."""
         return self._live.get(message_id)

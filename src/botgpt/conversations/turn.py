@@ -45,6 +45,7 @@ from botgpt.llm.context import (
 from botgpt.llm.errors import LLMError
 from botgpt.llm.resilience import stream_with_source
 from botgpt.llm.tokens import TokenCounter, get_counter
+from botgpt.observability import metrics
 from botgpt.ratelimit import RateLimiter
 from botgpt.sqlrunner import SqlRunner
 
@@ -360,6 +361,9 @@ class ChatService:
             async for answered, chunk in stream:
                 source = answered  # a fallback may answer instead of the primary
                 if chunk.delta:
+                    if not parts:
+                        elapsed = time.perf_counter() - started
+                        metrics.FIRST_TOKEN.labels(answered.name).observe(elapsed)
                     parts.append(chunk.delta)
                     yield TurnEvent("delta", {"text": chunk.delta})
                     now = time.perf_counter()
@@ -429,6 +433,7 @@ class ChatService:
             "now": done,
         }
         await self.runner.run(lambda conn: store.finish_message(conn, values, totals))
+        metrics.record_turn(source.name, model, status, prompt_tokens, completion_tokens, cost)
         del values["mid"]
         turn.assistant.update(values)
         if error is not None:

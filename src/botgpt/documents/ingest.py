@@ -40,6 +40,7 @@ from botgpt.documents.parsing import ParsedDocument, ParseError, parse_document
 from botgpt.documents.storage import BlobNotFound, BlobStore
 from botgpt.ids import new_id, utcnow
 from botgpt.jobs.queue import JobQueue
+from botgpt.observability import metrics
 from botgpt.retrieval.embedders import (
     EmbeddingError,
 )
@@ -163,6 +164,7 @@ class Ingestor:
                 attempts=0,
             )
             report(READY, 1.0)
+            metrics.INGESTIONS.labels(READY).inc()
             log.info(
                 "document ingested",
                 extra={
@@ -355,6 +357,7 @@ class Ingestor:
         except _Gone:
             return ""
         report(FAILED, 1.0)
+        metrics.INGESTIONS.labels(FAILED).inc()
         log.info("document failed", extra={"document_id": doc["id"], "error_code": code})
         return FAILED
 

@@ -12,6 +12,7 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from botgpt.observability import metrics
 from botgpt.observability.logging import request_id_var
 
 log = logging.getLogger("botgpt.access")
@@ -53,14 +54,21 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            elapsed = time.perf_counter() - started
+            method = scope.get("method", "WS")
+            if scope["type"] == "http":
+                # The route template, never the raw path: label values must stay few.
+                route = getattr(scope.get("route"), "path", "<unmatched>")
+                metrics.HTTP_REQUESTS.labels(method, route, str(status)).inc()
+                metrics.HTTP_DURATION.labels(method, route).observe(elapsed)
             if log.isEnabledFor(logging.INFO):
                 log.info(
                     "request",
                     extra={
-                        "method": scope.get("method", "WS"),
+                        "method": method,
                         "path": scope.get("path"),
                         "status": status,
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                        "duration_ms": round(elapsed * 1000, 2),
                     },
                 )
             request_id_var.reset(token)

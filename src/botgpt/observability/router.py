@@ -1,13 +1,20 @@
-"""Liveness and readiness endpoints."""
+"""Liveness, readiness and Prometheus metrics endpoints."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+import hmac
+from typing import Annotated
+
+from fastapi import APIRouter, Header
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
 from botgpt.deps import ContainerDep
+from botgpt.exceptions import AuthenticationFailed
 from botgpt.llm.resilience import BreakerState, breaker_states
+from botgpt.observability import metrics
+from botgpt.openapi import errors_doc
 
 router = APIRouter(tags=["operations"])
 
@@ -44,3 +51,23 @@ async def ready(c: ContainerDep) -> JSONResponse:
         {"status": "ready" if ok else "not_ready", "checks": checks, "llm_providers": providers},
         status_code=200 if ok else 503,
     )
+
+
+@router.get(
+    "/metrics",
+    responses={**errors_doc(401), 200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+    response_class=Response,
+)
+async def prometheus_metrics(
+    c: ContainerDep, authorization: Annotated[str | None, Header()] = None
+) -> Response:
+    """Prometheus metrics of this process (bearer token required when one is configured)."""
+    token = c.settings.metrics_token
+    if token is not None:
+        expected = f"Bearer {token.get_secret_value()}"
+        if not hmac.compare_digest((authorization or "").encode(), expected.encode()):
+            raise AuthenticationFailed("Send the metrics token as a bearer token.")
+    metrics.STREAMS_ACTIVE.set(c.services["streams"].live_count)
+    for name, model, state in breaker_states(c.services["llm"]):
+        metrics.BREAKER_OPEN.labels(name, model).set(1 if state == BreakerState.OPEN else 0)
+    return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
