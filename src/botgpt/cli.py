@@ -1,4 +1,4 @@
-"""Command line: botgpt serve | migrate | ingest | eval retrieval."""
+"""Command line: botgpt serve | migrate | users | ingest | eval retrieval."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from botgpt import cli_users
 from botgpt.config import Settings
 
 
@@ -80,6 +81,11 @@ def cmd_migrate(_: argparse.Namespace) -> None:
     print("database is up to date")
     if key:
         print(f"Admin API key (shown once, keep it safe): {key}")
+
+
+def cmd_users(args: argparse.Namespace) -> None:
+    """List accounts, create one, or issue an API key."""
+    raise SystemExit(cli_users.cmd_users(args, _settings()))
 
 
 # --- documents: ingest and retrieval evaluation ---------------------------------------
@@ -190,6 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--port", type=int)
     serve.set_defaults(func=cmd_serve)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+    cli_users.add_parser(sub).set_defaults(func=cmd_users)
     ingest = sub.add_parser("ingest", help="upload and ingest documents now")
     ingest.add_argument("paths", nargs="+", metavar="PATH", help="files or folders")
     ingest.add_argument("--user", help="owner email or id (default: the admin)")
