@@ -1,4 +1,4 @@
-"""Command line: botgpt serve | migrate | users | ingest | eval retrieval."""
+"""Command line: botgpt serve | migrate | users | chat | ingest | eval retrieval."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from botgpt import cli_users
+from botgpt import cli_chat, cli_users
 from botgpt.config import Settings
 
 
@@ -86,6 +86,20 @@ def cmd_migrate(_: argparse.Namespace) -> None:
 def cmd_users(args: argparse.Namespace) -> None:
     """List accounts, create one, or issue an API key."""
     raise SystemExit(cli_users.cmd_users(args, _settings()))
+
+
+def cmd_chat(args: argparse.Namespace) -> None:
+    """Chat with the configured model in the terminal."""
+    settings = _settings()
+    key = asyncio.run(_prepare(settings))
+    if key:
+        print(f"Admin API key (shown once, keep it safe): {key}")
+    code = asyncio.run(
+        cli_chat.chat_loop(
+            settings, args.user, args.conversation, args.documents, sys.stdin, sys.stdout
+        )
+    )
+    raise SystemExit(code)
 
 
 # --- documents: ingest and retrieval evaluation ---------------------------------------
@@ -197,6 +211,7 @@ def main(argv: list[str] | None = None) -> None:
     serve.set_defaults(func=cmd_serve)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
     cli_users.add_parser(sub).set_defaults(func=cmd_users)
+    cli_chat.add_parser(sub).set_defaults(func=cmd_chat)
     ingest = sub.add_parser("ingest", help="upload and ingest documents now")
     ingest.add_argument("paths", nargs="+", metavar="PATH", help="files or folders")
     ingest.add_argument("--user", help="owner email or id (default: the admin)")
