@@ -42,6 +42,7 @@ def test_create_list_and_issue_a_key_that_works(
     assert code == 0
     key = out.strip().rsplit(" ", 1)[1]
     assert key.startswith("bgpt_")
+
     # The key authenticates against the server on the same database.
     async def me() -> httpx.Response:
         app = create_app(Settings(_env_file=None))  # type: ignore[call-arg]
