@@ -33,6 +33,7 @@ from botgpt.llm.factory import build_provider
 from botgpt.observability.middleware import RequestContextMiddleware
 from botgpt.observability.router import router as ops_router
 from botgpt.openai_api.router import router as openai_router
+from botgpt.privacy.router import router as privacy_router
 from botgpt.ratelimit import build_limiters
 from botgpt.sqlrunner import make_runner
 
@@ -122,6 +123,7 @@ def create_app(
     app.include_router(openai_router)
     app.include_router(documents_router)
     app.include_router(search_router)
+    app.include_router(privacy_router)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -67,6 +68,11 @@ class _TTLCache:
 
     def drop(self, key: str) -> None:
         self._data.pop(key, None)
+
+    def drop_user(self, user_id: str) -> None:
+        for key, (_, value) in list(self._data.items()):
+            if isinstance(value, Principal) and value.user_id == user_id:
+                del self._data[key]
 
 
 class AuthService:
@@ -175,6 +181,12 @@ class AuthService:
         )
         await db.commit()
         self._sessions.drop(family_id)
+
+    def forget_user(self, user_id: str, session_ids: Iterable[str] = ()) -> None:
+        """Drop this process's cached credentials of a deleted user so they fail at once."""
+        self._keys.drop_user(user_id)
+        for session_id in session_ids:
+            self._sessions.drop(session_id)
 
     # -- credentials -> principal --------------------------------------------------------------
     async def authenticate(self, db: AsyncSession, credential: str) -> Principal:

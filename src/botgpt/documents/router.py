@@ -1,17 +1,20 @@
-"""Routes for documents: upload (multipart), list, get, delete."""
+"""Routes for documents: upload (multipart), list, get, download, delete."""
 
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request, Response, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 
 from botgpt.deps import ContainerDep, CurrentPrincipal, SessionDep
 from botgpt.documents.models import READY, Document
+from botgpt.documents.parsing import DOCX, HTML, MARKDOWN, PDF, TEXT
 from botgpt.documents.service import DocumentService
 from botgpt.documents.uploads import FILE_FIELD
 from botgpt.exceptions import InvalidInput
@@ -94,6 +97,41 @@ def document_public(doc: Document) -> DocumentPublic:
         created_at=doc.created_at,
         updated_at=doc.updated_at,
     )
+
+
+# A declared media type is echoed only when it is a plain `type/subtype` with simple
+# parameters; anything else (it came from the client) falls back to the detected type.
+_MEDIA_TYPE = re.compile(
+    r"[\w.+-]+/[\w.+-]+(\s*;\s*[\w.+-]+=(\"[ !#-\[\]-~]*\"|[\w.+-]+))*", re.ASCII
+)
+_DETECTED_MEDIA_TYPES = {
+    PDF: "application/pdf",
+    DOCX: "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    HTML: "text/html",
+    MARKDOWN: "text/markdown",
+    TEXT: "text/plain",
+}
+_NOT_PLAIN_ASCII = re.compile(r'[^ -~]|["\\%]')
+
+
+_BINARY = {"type": "string", "format": "binary"}
+
+
+def attachment(filename: str) -> str:
+    """A Content-Disposition for a download: an ASCII name, plus RFC 5987 UTF-8 when needed."""
+    fallback = _NOT_PLAIN_ASCII.sub("_", filename) or "download"
+    value = f'attachment; filename="{fallback}"'
+    if fallback != filename:
+        value += f"; filename*=UTF-8''{quote(filename, safe='')}"
+    return value
+
+
+def media_type(doc: Document) -> str:
+    """The content type to serve a document's file with."""
+    declared = (doc.content_type or "").strip()
+    if _MEDIA_TYPE.fullmatch(declared):
+        return declared
+    return _DETECTED_MEDIA_TYPES.get(doc.detected_type, "application/octet-stream")
 
 
 def _documents(c: ContainerDep) -> DocumentService:
@@ -201,6 +239,40 @@ async def get_document(
     owner = await c.auth.acting_user(db, principal, user_id)
     doc = await _documents(c).get(db, owner, document_id)
     return document_public(doc)
+
+
+@router.get(
+    "/{document_id}/file",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "The original file, as uploaded",
+            "content": {"application/octet-stream": {"schema": _BINARY}},
+        },
+        **errors_doc(401, 403, 404, 422),
+    },
+)
+async def download_document(
+    document_id: str,
+    principal: CurrentPrincipal,
+    db: SessionDep,
+    c: ContainerDep,
+    user_id: ActAs = None,
+) -> StreamingResponse:
+    """Download the original uploaded file of a document."""
+    owner = await c.auth.acting_user(db, principal, user_id)
+    doc, blob = await _documents(c).open_file(db, owner, document_id)
+    # The file streams without the database: give the connection back first.
+    await db.commit()
+    headers = {
+        "Content-Type": media_type(doc),
+        "Content-Disposition": attachment(doc.filename),
+        "Content-Length": str(blob.size),
+        # Uploaded HTML must never run as this origin's page, even if a browser renders it.
+        "Content-Security-Policy": "sandbox",
+        "Cache-Control": "private, no-store",
+    }
+    return StreamingResponse(blob.chunks, headers=headers)
 
 
 @router.delete(

@@ -23,7 +23,7 @@ from botgpt.documents.ingest import Ingestor, ProgressCallback
 from botgpt.documents.models import FAILED, QUEUED, Document
 from botgpt.documents.parsing import TEXT
 from botgpt.documents.reembed import Reembedder
-from botgpt.documents.storage import BlobStore, LocalBlobStore
+from botgpt.documents.storage import BlobNotFound, BlobStore, BlobStream, LocalBlobStore
 from botgpt.documents.uploads import (
     IncomingUpload,
     copy_hashing,
@@ -217,6 +217,17 @@ class DocumentService:
         if doc is None or doc.owner_id != owner_id:
             raise NotFound("Document not found.")
         return doc
+
+    async def open_file(
+        self, db: AsyncSession, owner_id: str, document_id: str
+    ) -> tuple[Document, BlobStream]:
+        """One of the owner's documents with its original file opened for download."""
+        doc = await self.get(db, owner_id, document_id)
+        try:
+            blob = await self.blobs.open(doc.storage_key)
+        except BlobNotFound as exc:
+            raise NotFound("The file of this document is no longer stored.") from exc
+        return doc, blob
 
     # -- delete -----------------------------------------------------------------------------
     async def delete(self, db: AsyncSession, owner_id: str, document_id: str) -> None:

@@ -9,17 +9,35 @@ from __future__ import annotations
 import abc
 import asyncio
 import errno
+import io
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 _KEY = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*")
 
 
+_READ_CHUNK = 256 * 1024
+
+
 class BlobNotFound(Exception):
     """No blob is stored under the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class BlobStream:
+    """An opened blob: its size in bytes and its content in chunks."""
+
+    size: int
+    chunks: AsyncIterator[bytes]
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 class BlobStore(abc.ABC):
@@ -36,6 +54,14 @@ class BlobStore(abc.ABC):
     @abc.abstractmethod
     async def get(self, key: str) -> bytes:
         """The blob's bytes; raises ``BlobNotFound``."""
+
+    async def open(self, key: str) -> BlobStream:
+        """The blob's size and bytes; raises ``BlobNotFound`` before the stream starts.
+
+        This default reads the whole blob; stores that can stream should override it.
+        """
+        data = await self.get(key)
+        return BlobStream(len(data), _once(data))
 
     @abc.abstractmethod
     async def delete(self, key: str) -> None:
@@ -80,6 +106,14 @@ class LocalBlobStore(BlobStore):
             return await asyncio.to_thread(self.path_for(key).read_bytes)
         except FileNotFoundError as exc:
             raise BlobNotFound(key) from exc
+
+    async def open(self, key: str) -> BlobStream:
+        """Open the file now (so a missing blob fails early) and read it in chunks off the loop."""
+        try:
+            handle, size = await asyncio.to_thread(self._open, self.path_for(key))
+        except FileNotFoundError as exc:
+            raise BlobNotFound(key) from exc
+        return BlobStream(size, self._chunks(handle))
 
     async def delete(self, key: str) -> None:
         """Unlink the file."""
@@ -127,6 +161,24 @@ class LocalBlobStore(BlobStore):
             temp.unlink(missing_ok=True)
             raise
         source.unlink(missing_ok=True)
+
+    @staticmethod
+    def _open(target: Path) -> tuple[io.BufferedReader, int]:
+        handle = target.open("rb")
+        try:
+            # The opened file's size: a blob replaced meanwhile does not change what is read.
+            return handle, os.fstat(handle.fileno()).st_size
+        except BaseException:
+            handle.close()
+            raise
+
+    @staticmethod
+    async def _chunks(handle: io.BufferedReader) -> AsyncIterator[bytes]:
+        try:
+            while chunk := await asyncio.to_thread(handle.read, _READ_CHUNK):
+                yield chunk
+        finally:
+            handle.close()
 
     def _delete(self, target: Path) -> None:
         # Empty owner folders are left in place: pruning them would race with a concurrent put.

@@ -1,0 +1,1 @@
+"""Personal data: export of everything a user has, and erasure of the user (GDPR)."""
