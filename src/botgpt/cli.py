@@ -1,4 +1,4 @@
-"""Command line: botgpt serve | migrate | users | chat | ingest | eval retrieval."""
+"""Command line: botgpt serve | worker | migrate | users | chat | ingest | eval retrieval."""
 
 from __future__ import annotations
 
@@ -72,6 +72,44 @@ def cmd_serve(args: argparse.Namespace) -> None:
         loop="uvloop",
         http="httptools",
     )
+
+
+def cmd_worker(_: argparse.Namespace) -> None:
+    """Run background jobs (document ingestion, re-embedding) from the Redis queue."""
+    settings = _settings()
+    if not settings.redis_url:
+        print(
+            "botgpt worker needs BOTGPT_REDIS_URL (without Redis, `botgpt serve` runs jobs)",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    asyncio.run(_prepare(settings))
+    asyncio.run(_work(settings))
+
+
+async def _work(settings: Settings) -> None:
+    import signal
+
+    from botgpt.db import make_engine, make_sessionmaker
+    from botgpt.documents.service import build_document_services, close_document_services
+    from botgpt.jobs.queue import make_queue
+    from botgpt.observability.logging import configure_logging
+
+    configure_logging(settings.log_level, settings.log_json)
+    engine = make_engine(settings.effective_database_url)
+    queue = make_queue(settings, consume=True)
+    services = build_document_services(settings, engine, make_sessionmaker(engine), queue)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await queue.start()
+        print(f"BOT GPT worker running {settings.ingest_workers} job(s) at a time", flush=True)
+        await stop.wait()
+    finally:
+        await close_document_services(services)
+        await engine.dispose()
 
 
 def cmd_migrate(_: argparse.Namespace) -> None:
@@ -209,6 +247,9 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.set_defaults(func=cmd_serve)
+    sub.add_parser("worker", help="run background jobs from the Redis queue").set_defaults(
+        func=cmd_worker
+    )
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
     cli_users.add_parser(sub).set_defaults(func=cmd_users)
     cli_chat.add_parser(sub).set_defaults(func=cmd_chat)

@@ -211,6 +211,9 @@ class Settings(BaseSettings):
     embedding_dimension: int = Field(384, ge=8, le=4096)
     embedding_batch_size: int = Field(16, ge=1, le=512)
     ingest_workers: int = Field(1, ge=1, le=8)
+    # With BOTGPT_REDIS_URL, jobs go to a Redis stream; `serve` runs them too unless this is
+    # false (then only `botgpt worker` processes do).
+    jobs_in_server: bool = True
     # k=1 was best on SciFact train (bench/scifact.py): the top ranks of each list dominate.
     rrf_k: float = Field(1.0, gt=0)
     hybrid_keyword_weight: float = Field(1.0, ge=0)

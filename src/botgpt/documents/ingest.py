@@ -114,7 +114,11 @@ class Ingestor:
         return document_id in self._pending or document_id in self._running
 
     async def _handle(self, payload: dict[str, Any]) -> None:
-        await self.run(str(payload["document_id"]))
+        document_id = str(payload["document_id"])
+        if payload.get("redelivered") and not self.busy(document_id):
+            # The worker that had this job died mid-way: take the document back to queued.
+            await self._requeue(document_id)
+        await self.run(document_id)
 
     # -- one run ----------------------------------------------------------------------------
     async def run(self, document_id: str, on_progress: ProgressCallback | None = None) -> str:
@@ -387,19 +391,29 @@ class Ingestor:
         for document_id, status in rows:
             if self.busy(document_id):
                 continue
-            async with self.engine.begin() as conn:
-                await self.index(conn).delete_document(document_id)
-                changed = await conn.execute(
-                    update(_documents)
-                    .where(_documents.c.id == document_id, _documents.c.status == status)
-                    .values(status=QUEUED, progress=0.0, chunk_count=0, updated_at=utcnow())
-                )
-            if changed.rowcount == 1:
+            if await self._requeue(document_id, status):
                 await self.enqueue(document_id)
                 queued.append(document_id)
         if queued:
             log.info("resumed %d document ingestions", len(queued))
         return queued
+
+    async def _requeue(self, document_id: str, status: str | None = None) -> bool:
+        """Put a document left in progress back to ``queued``, its partial chunks deleted.
+
+        Only if it is still in progress (in `status`, when given): True if it was moved.
+        """
+        expected = [status] if status is not None else list(IN_PROGRESS)
+        async with self.engine.begin() as conn:
+            changed = await conn.execute(
+                update(_documents)
+                .where(_documents.c.id == document_id, _documents.c.status.in_(expected))
+                .values(status=QUEUED, progress=0.0, chunk_count=0, updated_at=utcnow())
+            )
+            if changed.rowcount != 1:
+                return False
+            await self.index(conn).delete_document(document_id)
+        return True
 
     async def purge(self, conn: AsyncConnection, document_id: str) -> None:
         """Delete a document's chunks and row inside the caller's transaction."""

@@ -33,7 +33,7 @@ from botgpt.documents.uploads import (
 )
 from botgpt.exceptions import InvalidInput, NotFound, UnsupportedMediaType
 from botgpt.ids import new_id, utcnow
-from botgpt.jobs.queue import InProcessJobQueue, JobQueue
+from botgpt.jobs.queue import JobQueue, make_queue
 from botgpt.pagination import Page
 
 log = logging.getLogger("botgpt.documents")
@@ -289,7 +289,7 @@ def build_document_services(
 
     embedder: LazyEmbedder = build_embedder(settings)
     blobs = LocalBlobStore(settings.data_dir / "uploads")
-    jobs = queue or InProcessJobQueue(settings.ingest_workers)
+    jobs = queue or make_queue(settings)
     ingestor = Ingestor(settings, engine, blobs, embedder, jobs)
     return {
         "embedder": embedder,

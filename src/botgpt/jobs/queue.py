@@ -14,7 +14,10 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from botgpt.config import Settings
 
 log = logging.getLogger("botgpt.jobs")
 
@@ -68,6 +71,10 @@ class JobQueue(abc.ABC):
     @abc.abstractmethod
     async def join(self) -> None:
         """Wait until every queued job has run (for tools and tests)."""
+
+    async def healthy(self) -> bool:
+        """Whether the queue can take jobs now (its backing store answers)."""
+        return True
 
     async def run_job(self, job: Job) -> None:
         """Run one job's handler; failures are logged, never propagated to the worker loop."""
@@ -154,3 +161,16 @@ class InProcessJobQueue(JobQueue):
     async def join(self) -> None:
         """Wait until the queue is empty and no job is running."""
         await self._jobs().join()
+
+
+def make_queue(settings: Settings, *, consume: bool | None = None) -> JobQueue:
+    """Redis-backed with BOTGPT_REDIS_URL (shared by processes), else in this process."""
+    if settings.redis_url:
+        from botgpt.jobs.redis_queue import RedisJobQueue
+
+        return RedisJobQueue(
+            settings.redis_url,
+            concurrency=settings.ingest_workers,
+            consume=settings.jobs_in_server if consume is None else consume,
+        )
+    return InProcessJobQueue(settings.ingest_workers)

@@ -81,6 +81,13 @@ class RedisJobQueue(JobQueue):
             if "BUSYGROUP" not in str(e):
                 raise
 
+    async def healthy(self) -> bool:
+        """Whether Redis answers."""
+        try:
+            return bool(await _r(self.client.ping()))
+        except RedisError:
+            return False
+
     async def enqueue(self, kind: str, payload: dict[str, Any]) -> None:
         """Append the job to the stream (durable once Redis has it)."""
         if kind not in self.handlers:

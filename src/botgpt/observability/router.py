@@ -27,7 +27,7 @@ async def health() -> dict[str, str]:
 
 @router.get("/ready", responses={503: {"description": "A dependency is not ready"}})
 async def ready(c: ContainerDep) -> JSONResponse:
-    """The database answers (503 otherwise); the language models' circuit breakers, reported.
+    """Database (and Redis when configured) answer, else 503; model breakers are reported.
 
     An open breaker does not make the instance unready: every instance shares the
     provider, so taking this one out of rotation would not help, and history,
@@ -40,6 +40,8 @@ async def ready(c: ContainerDep) -> JSONResponse:
         checks["database"] = "ok"
     except Exception:  # any failure means not ready; the reason goes to the log, not the client
         checks["database"] = "unavailable"
+    if c.settings.redis_url:
+        checks["redis"] = "ok" if await c.services["jobs"].healthy() else "unavailable"
     ok = all(v == "ok" for v in checks.values())
     providers = [
         {"name": name, "model": model, "breaker": str(state)}
