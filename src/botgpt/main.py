@@ -10,6 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from botgpt import migrate
+from botgpt.auth.revocations import RevocationBus
 from botgpt.auth.router import router as auth_router
 from botgpt.auth.security import TokenCodec
 from botgpt.auth.service import AuthService
@@ -47,6 +48,8 @@ def build_container(settings: Settings, provider: LLMProvider | None = None) -> 
         settings.api_key_cache_seconds,
     )
     container = Container(settings, engine, make_sessionmaker(engine), auth)
+    if settings.redis_url:
+        auth.revocations = RevocationBus(settings.redis_url, auth.apply_revocation)
     llm = build_provider(settings, provider)
     container.services["llm"] = llm
     runner = make_runner(engine, settings.effective_database_url)
@@ -91,7 +94,12 @@ def create_app(
         if run_migrations:
             await migrate.upgrade(container.engine)
         await container.services["jobs"].start()
+        revocations = container.auth.revocations
+        if revocations is not None:
+            await revocations.start()
         yield
+        if revocations is not None:
+            await revocations.stop()
         await close_document_services(container.services)
         await container.services["streams"].close()
         await container.services["chat"].drain()

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from botgpt.auth.models import ApiKey, RefreshToken, User
+from botgpt.auth.revocations import RevocationBus
 from botgpt.auth.security import (
     API_KEY_PREFIX,
     TokenCodec,
@@ -85,6 +86,8 @@ class AuthService:
         # Revocation of a login session must show quickly; a short TTL bounds the staleness
         # other processes see, and this process drops its entry at logout.
         self._sessions = _TTLCache(min(key_cache_seconds, 5.0))
+        # With Redis, revocations are also broadcast to the other processes at once.
+        self.revocations: RevocationBus | None = None
 
     # -- users -------------------------------------------------------------------------------
     async def register(
@@ -180,13 +183,27 @@ class AuthService:
             .values(revoked_at=utcnow())
         )
         await db.commit()
-        self._sessions.drop(family_id)
+        await self._revoked("session", family_id)
 
-    def forget_user(self, user_id: str, session_ids: Iterable[str] = ()) -> None:
-        """Drop this process's cached credentials of a deleted user so they fail at once."""
-        self._keys.drop_user(user_id)
+    async def forget_user(self, user_id: str, session_ids: Iterable[str] = ()) -> None:
+        """Drop the cached credentials of a deleted user (everywhere) so they fail at once."""
+        await self._revoked("user", user_id)
         for session_id in session_ids:
-            self._sessions.drop(session_id)
+            await self._revoked("session", session_id)
+
+    async def _revoked(self, kind: str, ident: str) -> None:
+        self.apply_revocation(kind, ident)
+        if self.revocations is not None:  # other processes cache credentials too
+            await self.revocations.publish(kind, ident)
+
+    def apply_revocation(self, kind: str, ident: str) -> None:
+        """Forget a revoked credential here: a "key" hash, a "session" id or a "user" id."""
+        if kind == "key":
+            self._keys.drop(ident)
+        elif kind == "session":
+            self._sessions.drop(ident)
+        elif kind == "user":
+            self._keys.drop_user(ident)
 
     # -- credentials -> principal --------------------------------------------------------------
     async def authenticate(self, db: AsyncSession, credential: str) -> Principal:
@@ -313,7 +330,7 @@ class AuthService:
         if row.revoked_at is None:
             row.revoked_at = utcnow()
             await db.commit()
-        self._keys.drop(row.key_hash)
+        await self._revoked("key", row.key_hash)
 
     async def ensure_admin(self, db: AsyncSession, email: str) -> str | None:
         """Create the first admin with a service key if there is no admin; return the key."""

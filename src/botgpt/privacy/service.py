@@ -178,7 +178,7 @@ async def erase(
     await db.commit()
     for key in late_keys:
         await documents.blobs.delete(key)
-    auth.forget_user(subject_id, session_ids)
+    await auth.forget_user(subject_id, session_ids)
     log.info("user erased", extra={"actor_id": actor_id, "subject_id": subject_id})
 
 
