@@ -15,6 +15,7 @@ from botgpt.auth.router import router as auth_router
 from botgpt.auth.security import TokenCodec
 from botgpt.auth.service import AuthService
 from botgpt.config import Settings
+from botgpt.conversations.fanout import TurnFanout
 from botgpt.conversations.grounding import Grounder
 from botgpt.conversations.router import router as conversations_router
 from botgpt.conversations.router import usage_router
@@ -61,7 +62,10 @@ def build_container(settings: Settings, provider: LLMProvider | None = None) -> 
     grounder = Grounder(container.services["document_scope"], settings.grounded_top_k)
     chat = ChatService(settings, llm, runner, grounder, container.services["limits.chat"])
     container.services["chat"] = chat
-    container.services["streams"] = StreamHub(chat, settings.stream_reattach_grace_seconds)
+    hub = StreamHub(chat, settings.stream_reattach_grace_seconds)
+    if settings.redis_url:  # re-attach and cancel work from any process
+        hub.fanout = TurnFanout(settings.redis_url, hub.cancel)
+    container.services["streams"] = hub
     return container
 
 
@@ -95,13 +99,17 @@ def create_app(
             await migrate.upgrade(container.engine)
         await container.services["jobs"].start()
         revocations = container.auth.revocations
-        if revocations is not None:
-            await revocations.start()
+        fanout = container.services["streams"].fanout
+        for shared in (revocations, fanout):
+            if shared is not None:
+                await shared.start()
         yield
-        if revocations is not None:
-            await revocations.stop()
         await close_document_services(container.services)
+        # Live turns end (and tell the other processes so) before the Redis links close.
         await container.services["streams"].close()
+        for shared in (revocations, fanout):
+            if shared is not None:
+                await shared.stop()
         await container.services["chat"].drain()
         await container.services["llm"].aclose()
         await container.services["sql"].close()

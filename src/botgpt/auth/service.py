@@ -194,7 +194,7 @@ class AuthService:
     async def _revoked(self, kind: str, ident: str) -> None:
         self.apply_revocation(kind, ident)
         if self.revocations is not None:  # other processes cache credentials too
-            await self.revocations.publish(kind, ident)
+            await self.revocations.revoke(kind, ident)
 
     def apply_revocation(self, kind: str, ident: str) -> None:
         """Forget a revoked credential here: a "key" hash, a "session" id or a "user" id."""

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
-from typing import Any
 
 import orjson
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
 
 from botgpt.conversations.streams import LiveTurn, StreamHub
 from botgpt.conversations.turn import TurnEvent
@@ -20,22 +18,11 @@ SSE_HEADERS = {
 HEARTBEAT_SECONDS = 15.0
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    return value
-
-
-def event_data(event: TurnEvent) -> dict[str, Any]:
-    """The client-facing data of an event (internal objects such as the cause removed)."""
-    return {k: _jsonable(v) for k, v in event.data.items() if k != "cause"}
-
-
 def encode(event_id: int, event: TurnEvent) -> bytes:
     """One SSE frame; pings are comments so clients ignore them."""
     if event.event == "ping":
         return b": ping\n\n"
-    data = orjson.dumps(event_data(event))
+    data = orjson.dumps(event.client_data())
     return b"id: %d\nevent: %s\ndata: %s\n\n" % (event_id, event.event.encode(), data)
 
 
@@ -51,6 +38,16 @@ def live_response(
     return StreamingResponse(
         body(), status_code=status_code, media_type="text/event-stream", headers=SSE_HEADERS
     )
+
+
+def remote_response(events: AsyncIterator[tuple[int, TurnEvent]]) -> StreamingResponse:
+    """Stream a turn another process is generating (read from Redis)."""
+
+    async def body() -> AsyncIterator[bytes]:
+        async for event_id, event in events:
+            yield encode(event_id, event)
+
+    return StreamingResponse(body(), media_type="text/event-stream", headers=SSE_HEADERS)
 
 
 def replay_response(events: Iterable[tuple[int, TurnEvent]]) -> StreamingResponse:

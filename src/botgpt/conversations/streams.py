@@ -12,8 +12,19 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
+import orjson
+from sqlalchemy import Connection
+
+from botgpt.conversations import store
+from botgpt.conversations.fanout import TurnFanout
 from botgpt.conversations.turn import ChatService, Turn, TurnEvent
+from botgpt.ids import utcnow
+
+ACTIVE = ("pending", "streaming")
+# How long a cancel waits for another process to stop and store the reply.
+REMOTE_STOP_SECONDS = 3.0
 
 
 @dataclass(eq=False)
@@ -38,9 +49,12 @@ class LiveTurn:
 class StreamHub:
     """Registry of live turns in this process, keyed by assistant message id."""
 
-    def __init__(self, chat: ChatService, grace_seconds: float = 0.0) -> None:
+    def __init__(
+        self, chat: ChatService, grace_seconds: float = 0.0, fanout: TurnFanout | None = None
+    ) -> None:
         self.chat = chat
         self.grace = grace_seconds
+        self.fanout = fanout  # with Redis: turns are shared with the other processes
         self._live: dict[str, LiveTurn] = {}
 
     def start(self, turn: Turn) -> LiveTurn:
@@ -62,18 +76,69 @@ class StreamHub:
     async def _run(self, live: LiveTurn) -> None:
         try:
             async for event in self.chat.events(live.turn):
-                live.publish(event)
+                self._emit(live, event)
                 if live.subscribers:
                     # Let subscribers send it now: a provider that delivers several chunks
                     # in one read would otherwise hold the first token back until the
                     # generator next waits for I/O (measured: +0.5 ms to the first token).
                     await asyncio.sleep(0)
         except asyncio.CancelledError:
-            live.publish(TurnEvent("cancelled", {"message_id": live.turn.assistant["id"]}))
+            self._emit(live, TurnEvent("cancelled", {"message_id": live.turn.assistant["id"]}))
         finally:
             live.finished = True
-            live.publish(TurnEvent("end", {}))
+            self._emit(live, TurnEvent("end", {}))
             self._live.pop(live.turn.assistant["id"], None)
+
+    def _emit(self, live: LiveTurn, event: TurnEvent) -> None:
+        live.publish(event)
+        if self.fanout is not None:
+            data = orjson.dumps(event.client_data())
+            self.fanout.publish(live.turn.assistant["id"], len(live.events), event, data)
+
+    async def remote_events(
+        self, message_id: str, after: int, heartbeat: float
+    ) -> AsyncIterator[tuple[int, TurnEvent]] | None:
+        """Events of a turn another process is generating; None without Redis or if unknown."""
+        if self.fanout is None or not await self.fanout.exists(message_id):
+            return None
+        return self.fanout.events(message_id, after, heartbeat)
+
+    async def cancel_remote(self, message_id: str) -> bool:
+        """Ask the other processes to stop this turn; False without Redis."""
+        return self.fanout is not None and await self.fanout.request_cancel(message_id)
+
+    async def stop_reply(self, conversation_id: str, owner_id: str, message_id: str) -> str | None:
+        """Stop a reply wherever it is generating; its final status (None: no such reply).
+
+        Here: cancel the task. Elsewhere (with Redis): ask the other processes, then wait a
+        moment for the owner to store it. Nobody generating it (its process died): the
+        message is settled as `cancelled` directly.
+        """
+        live = self._live.get(message_id)
+        if live is not None and live.turn.owner_id == owner_id:
+            self.cancel(message_id)
+            if live.task is not None:
+                await live.task
+            return str(live.turn.assistant["status"])
+        runner = self.chat.runner
+
+        def load(conn: Connection) -> Any:
+            return store.load_message(conn, conversation_id, owner_id, message_id)
+
+        if await self.cancel_remote(message_id):
+            deadline = asyncio.get_running_loop().time() + REMOTE_STOP_SECONDS
+            while (row := await runner.run(load)) is not None and row.status in ACTIVE:
+                if asyncio.get_running_loop().time() > deadline:
+                    break
+                await asyncio.sleep(0.05)
+            if row is None:
+                return None
+            if row.status not in ACTIVE:
+                return str(row.status)
+        now = utcnow()
+        return await runner.run(
+            lambda conn: store.mark_cancelled(conn, conversation_id, owner_id, message_id, now)
+        )
 
     def cancel(self, message_id: str) -> bool:
         """Stop a live turn; its message ends `cancelled`. False if not live here."""

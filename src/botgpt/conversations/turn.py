@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from pydantic import BaseModel
 from sqlalchemy import Connection
 
 from botgpt.config import Settings
@@ -85,6 +86,14 @@ class TurnEvent(NamedTuple):
 
     event: str
     data: dict[str, Any]
+
+    def client_data(self) -> dict[str, Any]:
+        """The data as clients see it: models as JSON values, internal objects (cause) removed."""
+        return {
+            k: v.model_dump(mode="json") if isinstance(v, BaseModel) else v
+            for k, v in self.data.items()
+            if k != "cause"
+        }
 
 
 @dataclass(slots=True)

@@ -19,12 +19,16 @@ from botgpt.conversations.router import (
     stream_hub,
 )
 from botgpt.conversations.schemas import CancelPublic, TurnPublic
-from botgpt.conversations.sse import live_response, replay_response
+from botgpt.conversations.sse import (
+    HEARTBEAT_SECONDS,
+    live_response,
+    remote_response,
+    replay_response,
+)
 from botgpt.conversations.turn import TurnEvent
 from botgpt.conversations.views import message_public
 from botgpt.deps import ContainerDep, CurrentPrincipal, SessionDep
 from botgpt.exceptions import NotFound
-from botgpt.ids import utcnow
 from botgpt.openapi import errors_doc
 
 router = APIRouter(prefix="/api/v1/conversations", tags=["conversations"])
@@ -73,20 +77,10 @@ async def cancel(
 ) -> CancelPublic:
     """Stop a reply being generated; it keeps the text so far with status `cancelled`."""
     owner = await c.auth.acting_user(db, principal, user_id)
-    hub = stream_hub(c)
-    live = hub.get(message_id)
-    if live is not None and live.turn.owner_id == owner:
-        hub.cancel(message_id)
-        if live.task is not None:
-            await live.task
-        return CancelPublic(message_id=message_id, status=live.turn.assistant["status"])
-    now = utcnow()
-    result = await chat_service(c).runner.run(
-        lambda conn: store.mark_cancelled(conn, conversation_id, owner, message_id, now)
-    )
-    if result is None:
+    status = await stream_hub(c).stop_reply(conversation_id, owner, message_id)
+    if status is None:
         raise NotFound("Message not found.")
-    return CancelPublic(message_id=message_id, status=result)
+    return CancelPublic(message_id=message_id, status=status)
 
 
 @router.get(
@@ -113,6 +107,10 @@ async def attach(
     )
     if row is None or row.role != "assistant":
         raise NotFound("Message not found.")
+    if row.status in ("pending", "streaming"):
+        remote = await hub.remote_events(message_id, last_event_id, HEARTBEAT_SECONDS)
+        if remote is not None:
+            return remote_response(remote)
     message = message_public(row)
     ids = {"conversation_id": conversation_id, "assistant_message_id": message_id}
     events = [

@@ -12,7 +12,6 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 from botgpt.auth.service import Principal
 from botgpt.conversations.schemas import _normalise_mode
-from botgpt.conversations.sse import event_data
 from botgpt.conversations.streams import StreamHub
 from botgpt.conversations.turn import ChatService
 from botgpt.deps import Container
@@ -82,7 +81,7 @@ async def chat_ws(ws: WebSocket) -> None:
         if live is None:
             return
         async for event_id, event in hub.subscribe(live):
-            data = event_data(event)
+            data = event.client_data()
             await send({"type": event.event, "id": event_id, "data": data})
             if event.event == "done":
                 # The replaced system's clients wait for one "response" frame with the reply.

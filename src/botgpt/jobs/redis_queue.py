@@ -48,7 +48,7 @@ class RedisJobQueue(JobQueue):
         consume: bool = True,
         lease_seconds: float = 300.0,
         max_deliveries: int = 5,
-        block_seconds: float = 2.0,
+        block_seconds: float = 0.5,
     ) -> None:
         super().__init__()
         if concurrency < 1:
