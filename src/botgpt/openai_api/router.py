@@ -12,6 +12,7 @@ from starlette.types import Receive, Scope, Send
 
 from botgpt.auth.service import Principal
 from botgpt.deps import ContainerDep, CurrentPrincipal, SessionDep, limit_chat
+from botgpt.openai_api.embeddings import EmbeddingCreate, EmbeddingList, create_embeddings
 from botgpt.openai_api.schemas import ChatCompletion, ChatCompletionCreate, Model, ModelList
 from botgpt.openai_api.schemas import openai_errors_doc as errors_doc
 from botgpt.openai_api.service import (
@@ -75,7 +76,7 @@ async def authenticated(principal: CurrentPrincipal, db: SessionDep) -> Principa
 
 async def get_service(c: ContainerDep) -> OpenAICompatService:
     """The OpenAI-compatible service over the configured provider (with retries)."""
-    return OpenAICompatService(c.services["llm"], c.settings)
+    return OpenAICompatService(c.services["llm"], c.settings, c.services["embedder"].name)
 
 
 Caller = Annotated[Principal, Depends(authenticated)]
@@ -115,5 +116,15 @@ async def list_models(_caller: Caller, service: ServiceDep) -> ModelList:
 @router.get("/models/{model_id:path}", responses=errors_doc(401, 404))
 async def get_model(model_id: str, _caller: Caller, service: ServiceDep) -> Model:
     """One served model (OpenAI-compatible)."""
+    if model_id == service.embedding_model:
+        return service.list_models().data[-1]
     served = service.resolve_model(model_id)
     return next(m for m in service.list_models().data if m.id == served)
+
+
+@router.post("/embeddings", responses=errors_doc(400, 401, 404, 503))
+async def create_embedding(
+    body: EmbeddingCreate, _caller: Caller, c: ContainerDep
+) -> EmbeddingList:
+    """Embed text with the server's embedding model (OpenAI-compatible)."""
+    return await create_embeddings(c.services["embedder"], body)

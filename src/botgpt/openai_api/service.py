@@ -306,14 +306,19 @@ def _usage(p: PreparedCompletion, reported: Usage | None, text: str) -> Completi
 class OpenAICompatService:
     """Serves OpenAI chat completions and model listings from one provider."""
 
-    def __init__(self, provider: LLMProvider, settings: Settings) -> None:
+    def __init__(
+        self, provider: LLMProvider, settings: Settings, embedding_model: str | None = None
+    ) -> None:
         self.provider = provider
         self.settings = settings
+        self.embedding_model = embedding_model
 
     def list_models(self) -> ModelList:
-        """The configured model, as OpenAI's model list."""
-        model = Model(id=self.provider.model, created=_STARTED, owned_by=self.provider.name)
-        return ModelList(data=[model])
+        """The chat model (and the embedding model, when known), as OpenAI's model list."""
+        models = [Model(id=self.provider.model, created=_STARTED, owned_by=self.provider.name)]
+        if self.embedding_model:
+            models.append(Model(id=self.embedding_model, created=_STARTED, owned_by="botgpt"))
+        return ModelList(data=models)
 
     def resolve_model(self, name: str) -> str:
         """The served model for a requested name, or a 404 `model_not_found`."""
