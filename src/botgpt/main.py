@@ -15,6 +15,7 @@ from botgpt.auth.router import router as auth_router
 from botgpt.auth.security import TokenCodec
 from botgpt.auth.service import AuthService
 from botgpt.config import Settings
+from botgpt.conversations.chat_router import router as chat_router
 from botgpt.conversations.fanout import TurnFanout
 from botgpt.conversations.grounding import Grounder
 from botgpt.conversations.router import router as conversations_router
@@ -134,6 +135,7 @@ def create_app(
     app.include_router(auth_router)
     app.include_router(conversations_router)
     app.include_router(turn_router)
+    app.include_router(chat_router)
     app.include_router(usage_router)
     app.include_router(ws_router)
     app.include_router(openai_router)

@@ -72,8 +72,12 @@ async def respond(
     idempotency_key: str | None,
     status_code: int,
     prepare: Callable[[], Awaitable[Turn]],
-) -> TurnPublic | StreamingResponse:
-    """Run a prepared turn as JSON (idempotent when keyed) or as an SSE stream."""
+    present: Callable[[TurnPublic], BaseModel] | None = None,
+) -> BaseModel | StreamingResponse:
+    """Run a prepared turn as JSON (idempotent when keyed) or as an SSE stream.
+
+    `present` shapes the JSON result (before it is stored for idempotent replays).
+    """
     if stream:
         if idempotency_key is not None:
             raise InvalidInput(
@@ -88,10 +92,11 @@ async def respond(
         payload = body.model_dump(mode="json") if isinstance(body, BaseModel) else body
         fingerprint = request_fingerprint(request.method, request.url.path, payload)
 
-    async def action() -> TurnPublic:
-        return await chat_service(c).complete(await prepare())
+    async def action() -> BaseModel:
+        turn = await chat_service(c).complete(await prepare())
+        return present(turn) if present is not None else turn
 
-    return await run_once(db, owner, idempotency_key, fingerprint, status_code, action)  # type: ignore[return-value]
+    return await run_once(db, owner, idempotency_key, fingerprint, status_code, action)
 
 
 @router.post(
@@ -108,7 +113,7 @@ async def create_conversation(
     c: ContainerDep,
     stream: StreamFlag = False,
     idempotency_key: IdempotencyKey = None,
-) -> TurnPublic | StreamingResponse:
+) -> BaseModel | StreamingResponse:
     """Start a conversation with its first message; returns both messages of the turn."""
     owner = await c.auth.acting_user(db, principal, body.user_id)
     return await respond(
@@ -121,7 +126,7 @@ async def create_conversation(
         idempotency_key,
         201,
         lambda: chat_service(c).start_conversation(
-            owner, body.first_message, body.mode, body.title, body.document_ids
+            owner, body.first_message, body.mode, body.title, body.document_ids, body.language
         ),
     )
 
@@ -166,6 +171,11 @@ async def get_conversation(
 
 
 @router.patch("/{conversation_id}", responses=errors_doc(401, 403, 404, 422))
+@router.put(
+    "/{conversation_id}",
+    responses=errors_doc(401, 403, 404, 422),
+    description="The replaced systems' PUT form of PATCH: the same partial update.",
+)
 async def update_conversation(
     conversation_id: str,
     body: ConversationUpdate,
@@ -208,7 +218,7 @@ async def _send(
     stream: bool,
     idempotency_key: str | None,
     status_code: int,
-) -> TurnPublic | StreamingResponse:
+) -> BaseModel | StreamingResponse:
     owner = await c.auth.acting_user(db, principal, user_id)
     return await respond(
         c,
@@ -220,7 +230,7 @@ async def _send(
         idempotency_key,
         status_code,
         lambda: chat_service(c).send_message(
-            owner, conversation_id, body.content, body.document_ids
+            owner, conversation_id, body.content, body.document_ids, body.language
         ),
     )
 
@@ -241,7 +251,7 @@ async def send_message(
     user_id: ActAs = None,
     stream: StreamFlag = False,
     idempotency_key: IdempotencyKey = None,
-) -> TurnPublic | StreamingResponse:
+) -> BaseModel | StreamingResponse:
     """Send a user message and get the assistant's reply (JSON, or SSE with stream=true)."""
     return await _send(
         conversation_id, body, request, principal, db, c, user_id, stream, idempotency_key, 201
@@ -261,7 +271,7 @@ async def put_message(
     user_id: ActAs = None,
     stream: StreamFlag = False,
     idempotency_key: IdempotencyKey = None,
-) -> TurnPublic | StreamingResponse:
+) -> BaseModel | StreamingResponse:
     """Send a user message (the replaced systems' PUT form); same as POST."""
     return await _send(
         conversation_id, body, request, principal, db, c, user_id, stream, idempotency_key, 200

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, Field, field_validator, model_validator
 
@@ -18,6 +18,14 @@ MODE_ALIASES = {
 }
 
 MessageText = Field(min_length=1, max_length=100_000)
+Language = Annotated[
+    str | None,
+    Field(
+        default=None,
+        pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})?$",
+        description='Reply in this language (a code such as "de" or "pt-BR").',
+    ),
+]
 
 
 def _normalise_mode(value: Any) -> Any:
@@ -44,6 +52,7 @@ class ConversationCreate(BaseModel):
     )
     document_ids: list[str] = Field(default_factory=list, max_length=100)
     stream: bool = Field(default=False, description="Answer as Server-Sent Events.")
+    language: Language = None
 
     _mode = field_validator("mode", mode="before")(_normalise_mode)
 
@@ -63,6 +72,7 @@ class MessageCreate(BaseModel):
     )
     document_ids: list[str] | None = Field(default=None, max_length=100)
     stream: bool = Field(default=False, description="Answer as Server-Sent Events.")
+    language: Language = None
 
     @field_validator("content")
     @classmethod
@@ -176,6 +186,51 @@ class TurnPublic(BaseModel):
     user_message: MessagePublic
     assistant_message: MessagePublic
     assistant_response: str = Field(description="The reply text (seed-compatible shortcut).")
+
+
+class ChatSend(BaseModel):
+    """A message for POST /api/v1/chat/send: a new conversation, or `conversation_id`'s."""
+
+    content: str = Field(
+        min_length=1, max_length=100_000, validation_alias=AliasChoices("content", "message")
+    )
+    conversation_id: str | None = Field(default=None, max_length=64)
+    mode: Literal["open", "grounded"] = "open"
+    document_ids: list[str] | None = Field(default=None, max_length=100)
+    user_id: str | None = Field(
+        default=None, max_length=200, description="Service keys only: the user to act for."
+    )
+    language: Language = None
+    stream: bool = Field(default=False, description="Answer as Server-Sent Events.")
+
+    _mode = field_validator("mode", mode="before")(_normalise_mode)
+
+    @field_validator("content")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("the message must not be blank")
+        return v
+
+
+class ChatSendPublic(TurnPublic):
+    """A turn, with the fields of the replaced systems' chat response as well."""
+
+    type: Literal["response"] = "response"
+    content: str
+    message_id: str
+    timestamp: datetime
+
+    @classmethod
+    def of(cls, turn: TurnPublic) -> ChatSendPublic:
+        """The chat-response view of a turn."""
+        reply = turn.assistant_message
+        return cls(
+            **turn.model_dump(),
+            content=reply.content,
+            message_id=reply.id,
+            timestamp=reply.completed_at or reply.created_at,
+        )
 
 
 class CancelPublic(BaseModel):

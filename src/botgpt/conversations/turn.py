@@ -74,6 +74,23 @@ async def _canned(provider: LLMProvider, text: str) -> AsyncIterator[tuple[LLMPr
     yield provider, ChatChunk(usage=Usage(0, 0), finish_reason="stop")
 
 
+LANGUAGES = {
+    "ar": "Arabic", "de": "German", "en": "English", "es": "Spanish", "fr": "French",
+    "hi": "Hindi", "id": "Indonesian", "it": "Italian", "ja": "Japanese", "ko": "Korean",
+    "nl": "Dutch", "pl": "Polish", "pt": "Portuguese", "ru": "Russian", "sv": "Swedish",
+    "tr": "Turkish", "uk": "Ukrainian", "vi": "Vietnamese", "zh": "Chinese",
+}  # fmt: skip
+
+
+def system_prompt(base: str, language: str | None) -> str:
+    """The system prompt, asking for replies in `language` (a code such as "de") if given."""
+    if not language:
+        return base
+    code = language.replace("_", "-").split("-")[0].lower()
+    name = LANGUAGES.get(code, f"the language with code '{language}'")
+    return f"{base}\n\nAlways reply in {name}."
+
+
 def clean_title(text: str, max_chars: int) -> str:
     """A model-written title made presentable: first line, no quotes, bounded length."""
     line = next((ln for ln in text.strip().splitlines() if ln.strip()), "")
@@ -146,6 +163,7 @@ class ChatService:
         mode: str,
         title: str | None,
         document_ids: Sequence[str] = (),
+        language: str | None = None,
     ) -> Turn:
         """Create a conversation with its first message; the reply is still to come."""
         await self._admit(owner_id)
@@ -185,7 +203,7 @@ class ChatService:
             lambda conn: store.insert_conversation(conn, values, rows, document_ids)
         )
         turn = await self._prepare(
-            conv_id, owner_id, title, mode, rows, [], None, None, document_ids
+            conv_id, owner_id, title, mode, rows, [], None, None, document_ids, language
         )
         turn.auto_title = auto_title
         return turn
@@ -196,6 +214,7 @@ class ChatService:
         conversation_id: str,
         text: str,
         document_ids: Sequence[str] | None = None,
+        language: str | None = None,
     ) -> Turn:
         """Append a user message to an owned conversation; the reply is still to come.
 
@@ -239,6 +258,7 @@ class ChatService:
             appended.summary,
             appended.summary_message_id,
             appended.document_ids,
+            language,
         )
 
     async def regenerate(self, owner_id: str, conversation_id: str, message_id: str) -> Turn:
@@ -300,6 +320,7 @@ class ChatService:
         summary: str | None,
         summary_message_id: str | None,
         document_ids: Sequence[str] = (),
+        language: str | None = None,
     ) -> Turn:
         user, assistant = rows
         newest = HistoryRow(user["id"], "user", user["content"])
@@ -308,7 +329,7 @@ class ChatService:
             grounding = await self.grounder.ground(owner_id, document_ids, user["content"], history)
         try:
             built = build_context(
-                system_prompt=self.settings.default_system_prompt,
+                system_prompt=system_prompt(self.settings.default_system_prompt, language),
                 history=[*history, newest],
                 budget=self.budget,
                 counter=self.counter,

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, status
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
 
 from botgpt.conversations import store
 from botgpt.conversations.router import (
@@ -50,7 +51,7 @@ async def regenerate(
     user_id: ActAs = None,
     stream: StreamFlag = False,
     idempotency_key: IdempotencyKey = None,
-) -> TurnPublic | StreamingResponse:
+) -> BaseModel | StreamingResponse:
     """Write a new reply to the latest question; the previous reply is kept, superseded."""
     owner = await c.auth.acting_user(db, principal, user_id)
     return await respond(

@@ -11,7 +11,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from botgpt.auth.service import Principal
-from botgpt.conversations.schemas import _normalise_mode
+from botgpt.conversations.schemas import Language, _normalise_mode
 from botgpt.conversations.streams import StreamHub
 from botgpt.conversations.turn import ChatService
 from botgpt.deps import Container
@@ -32,6 +32,7 @@ class WsMessage(BaseModel):
     message_id: str | None = None
     mode: str = "open"
     user_id: str | None = None
+    language: Language = None
 
     _mode = field_validator("mode", mode="before")(_normalise_mode)
 
@@ -108,9 +109,13 @@ async def chat_ws(ws: WebSocket) -> None:
                 async with c.sessions() as db:
                     owner = await c.auth.acting_user(db, principal, frame.user_id)
                 if frame.conversation_id is None:
-                    turn = await chat.start_conversation(owner, content, frame.mode, None)
+                    turn = await chat.start_conversation(
+                        owner, content, frame.mode, None, (), frame.language
+                    )
                 else:
-                    turn = await chat.send_message(owner, frame.conversation_id, content)
+                    turn = await chat.send_message(
+                        owner, frame.conversation_id, content, None, frame.language
+                    )
             except ValidationError:
                 await send(
                     {"type": "error", "data": {"code": "validation_error", "message": "Bad frame."}}
