@@ -58,6 +58,14 @@ class Settings(BaseSettings):
     # registration and token refresh count per client address.
     rate_limit_chat: str = "60/minute;1000/hour;10000/day"
     rate_limit_auth: str = "20/minute;200/hour"
+    # Moderation of user messages: off, blocklist (offline: the words below) or openai (any
+    # OpenAI-compatible /moderations endpoint).
+    moderation: Literal["off", "blocklist", "openai"] = "off"
+    moderation_blocklist: list[str] = []
+    moderation_base_url: str = "https://api.openai.com/v1"
+    moderation_api_key: SecretStr | None = None
+    moderation_model: str = "omni-moderation-latest"
+    moderation_fail_closed: bool = False  # True: refuse turns while moderation is down
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)

@@ -33,6 +33,7 @@ from botgpt.errors import install_error_handlers
 from botgpt.idempotency import Replay
 from botgpt.llm.base import LLMProvider
 from botgpt.llm.factory import build_provider
+from botgpt.moderation.service import build_moderator
 from botgpt.observability.middleware import RequestContextMiddleware
 from botgpt.observability.router import router as ops_router
 from botgpt.openai_api.router import router as openai_router
@@ -61,7 +62,11 @@ def build_container(settings: Settings, provider: LLMProvider | None = None) -> 
         build_limiters(settings.redis_url, settings.rate_limit_chat, settings.rate_limit_auth)
     )
     grounder = Grounder(container.services["document_scope"], settings.grounded_top_k)
-    chat = ChatService(settings, llm, runner, grounder, container.services["limits.chat"])
+    moderator = build_moderator(settings)
+    container.services["moderator"] = moderator
+    chat = ChatService(
+        settings, llm, runner, grounder, container.services["limits.chat"], moderator
+    )
     container.services["chat"] = chat
     hub = StreamHub(chat, settings.stream_reattach_grace_seconds)
     if settings.redis_url:  # re-attach and cancel work from any process
@@ -113,6 +118,7 @@ def create_app(
                 await shared.stop()
         await container.services["chat"].drain()
         await container.services["llm"].aclose()
+        await container.services["moderator"].aclose()
         await container.services["sql"].close()
         await container.engine.dispose()
 

@@ -23,6 +23,7 @@ from sqlalchemy import Connection
 from botgpt.config import Settings
 from botgpt.conversations import store
 from botgpt.conversations.grounding import Grounder, Grounding, citations
+from botgpt.conversations.prompts import TITLE_PROMPT, clean_title, make_title, system_prompt
 from botgpt.conversations.schemas import MessagePublic, TurnPublic
 from botgpt.conversations.store import HistoryRow
 from botgpt.conversations.views import message_from_values
@@ -46,6 +47,7 @@ from botgpt.llm.context import (
 from botgpt.llm.errors import LLMError
 from botgpt.llm.resilience import stream_with_source
 from botgpt.llm.tokens import TokenCounter, get_counter
+from botgpt.moderation.service import Moderator, moderate
 from botgpt.observability import metrics
 from botgpt.ratelimit import RateLimiter
 from botgpt.sqlrunner import SqlRunner
@@ -53,49 +55,10 @@ from botgpt.sqlrunner import SqlRunner
 log = logging.getLogger("botgpt.turn")
 
 
-def make_title(text: str, max_chars: int) -> str:
-    """A title from the first words of a message."""
-    line = " ".join(text.split())
-    if len(line) <= max_chars:
-        return line or "New conversation"
-    cut = line[:max_chars].rsplit(" ", 1)[0] or line[:max_chars]
-    return cut.rstrip(" ,.;:") + "…"
-
-
-TITLE_PROMPT = (
-    "Write a short title, at most six words, for the conversation below. "
-    "Reply with the title only, without quotes."
-)
-
-
 async def _canned(provider: LLMProvider, text: str) -> AsyncIterator[tuple[LLMProvider, ChatChunk]]:
     """A fixed reply shaped like a provider stream (no model call, no tokens)."""
     yield provider, ChatChunk(delta=text)
     yield provider, ChatChunk(usage=Usage(0, 0), finish_reason="stop")
-
-
-LANGUAGES = {
-    "ar": "Arabic", "de": "German", "en": "English", "es": "Spanish", "fr": "French",
-    "hi": "Hindi", "id": "Indonesian", "it": "Italian", "ja": "Japanese", "ko": "Korean",
-    "nl": "Dutch", "pl": "Polish", "pt": "Portuguese", "ru": "Russian", "sv": "Swedish",
-    "tr": "Turkish", "uk": "Ukrainian", "vi": "Vietnamese", "zh": "Chinese",
-}  # fmt: skip
-
-
-def system_prompt(base: str, language: str | None) -> str:
-    """The system prompt, asking for replies in `language` (a code such as "de") if given."""
-    if not language:
-        return base
-    code = language.replace("_", "-").split("-")[0].lower()
-    name = LANGUAGES.get(code, f"the language with code '{language}'")
-    return f"{base}\n\nAlways reply in {name}."
-
-
-def clean_title(text: str, max_chars: int) -> str:
-    """A model-written title made presentable: first line, no quotes, bounded length."""
-    line = next((ln for ln in text.strip().splitlines() if ln.strip()), "")
-    line = line.strip().strip("\"'`*#").removeprefix("Title:").strip().strip("\"'")
-    return make_title(line, max_chars) if line else ""
 
 
 class TurnEvent(NamedTuple):
@@ -142,9 +105,11 @@ class ChatService:
         runner: SqlRunner,
         grounder: Grounder | None = None,
         limiter: RateLimiter | None = None,
+        moderator: Moderator | None = None,
     ) -> None:
         self.settings = settings
         self.limiter = limiter
+        self.moderator = moderator
         self.provider = provider
         self.runner = runner
         self.grounder = grounder
@@ -166,7 +131,7 @@ class ChatService:
         language: str | None = None,
     ) -> Turn:
         """Create a conversation with its first message; the reply is still to come."""
-        await self._admit(owner_id)
+        await self._admit(owner_id, text)
         document_ids = list(dict.fromkeys(document_ids))
         if mode == "grounded" and not document_ids:
             raise InvalidInput(
@@ -220,7 +185,7 @@ class ChatService:
 
         `document_ids`, when given, replace the conversation's documents.
         """
-        await self._admit(owner_id)
+        await self._admit(owner_id, text)
         now = utcnow()
         limit = self.settings.history_max_messages
         new_scope = list(dict.fromkeys(document_ids)) if document_ids is not None else None
@@ -293,10 +258,12 @@ class ChatService:
             appended.document_ids,
         )
 
-    async def _admit(self, owner_id: str) -> None:
+    async def _admit(self, owner_id: str, text: str | None = None) -> None:
         # Before anything is written: a refused turn stores nothing.
         if self.limiter is not None and self.limiter.enabled:
             await self.limiter.hit(owner_id)
+        if text is not None and self.moderator is not None:
+            await moderate(self.moderator, text, self.settings.moderation_fail_closed)
 
     def _pair(self, conv_id: str, user_seq: int, text: str, now: Any) -> list[dict[str, Any]]:
         user = store.message_row(conv_id, user_seq, "user", text, "complete", now)

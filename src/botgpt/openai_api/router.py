@@ -12,6 +12,7 @@ from starlette.types import Receive, Scope, Send
 
 from botgpt.auth.service import Principal
 from botgpt.deps import ContainerDep, CurrentPrincipal, SessionDep, limit_chat
+from botgpt.moderation.service import moderate
 from botgpt.openai_api.embeddings import EmbeddingCreate, EmbeddingList, create_embeddings
 from botgpt.openai_api.schemas import ChatCompletion, ChatCompletionCreate, Model, ModelList
 from botgpt.openai_api.schemas import openai_errors_doc as errors_doc
@@ -98,10 +99,12 @@ _STREAM_DOC: dict[int | str, dict[str, Any]] = {
     dependencies=[Depends(limit_chat)],
 )
 async def create_chat_completion(
-    body: ChatCompletionCreate, _caller: Caller, service: ServiceDep
+    body: ChatCompletionCreate, _caller: Caller, service: ServiceDep, c: ContainerDep
 ) -> ChatCompletion | Response:
     """Create a chat completion (OpenAI-compatible), streamed as SSE when `stream` is true."""
     prepared = service.prepare(body)
+    said = "\n\n".join(m.text() for m in body.messages if m.role == "user")
+    await moderate(c.services["moderator"], said, c.settings.moderation_fail_closed)
     if body.stream:
         return EventStreamResponse(await service.start_stream(prepared))
     return await service.complete(prepared)
