@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from botgpt.auth.models import User
 from botgpt.auth.schemas import UserCreate
 from botgpt.auth.security import TokenCodec
-from botgpt.auth.service import AuthService, Principal
+from botgpt.auth.service import AuthService, Principal, find_user
 from botgpt.config import Settings
 from botgpt.exceptions import DomainError, NotFound
 
@@ -40,14 +40,7 @@ async def _with_db(
 
 
 async def _find(db: AsyncSession, reference: str) -> User:
-    found = await db.execute(
-        select(User).where(
-            (User.id == reference)
-            | (User.email == reference.lower())
-            | (User.external_id == reference)
-        )
-    )
-    user = found.scalar()
+    user = await find_user(db, reference)
     if user is None:
         raise NotFound(f"No user with id or email {reference!r}.")
     return user

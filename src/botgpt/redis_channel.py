@@ -1,5 +1,7 @@
 """A Redis pub/sub channel every process listens to: JSON messages in, a handler called out.
 
+(`LazyRedis`, the client holder it is built on, serves the other Redis users too.)
+
 Used where one process must reach the others at once (credential revocations, cancelling a
 reply that another process is generating). Delivery is best effort, as pub/sub is: callers
 keep a fallback for a lost message (cache expiry, the database state).
@@ -22,24 +24,37 @@ log = logging.getLogger("botgpt.redis")
 Handler = Callable[[dict[str, Any]], None]
 
 
-class RedisChannel:
-    """Publish to one channel; call `handler` for every message on it (own ones included)."""
+class LazyRedis:
+    """Holds one Redis client, made on first use so it belongs to the running loop."""
 
-    def __init__(self, url: str, channel: str, handler: Handler) -> None:
+    def __init__(self, url: str) -> None:
         self.url = url
-        self.channel = channel
-        self.handler = handler
         self._client: redis.Redis | None = None
-        self._listener: asyncio.Task[None] | None = None
-        self._stopping = False
-        self.ready = asyncio.Event()  # set once subscribed
 
     @property
     def client(self) -> redis.Redis:
-        """The Redis client (made on first use, in the running loop)."""
+        """The Redis client."""
         if self._client is None:
             self._client = redis.Redis.from_url(self.url)
         return self._client
+
+    async def close_client(self) -> None:
+        """Close the client's connections (a later use opens new ones)."""
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+class RedisChannel(LazyRedis):
+    """Publish to one channel; call `handler` for every message on it (own ones included)."""
+
+    def __init__(self, url: str, channel: str, handler: Handler) -> None:
+        super().__init__(url)
+        self.channel = channel
+        self.handler = handler
+        self._listener: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.ready = asyncio.Event()  # set once subscribed
 
     async def publish(self, message: dict[str, Any]) -> bool:
         """Send to every listener; False (and a warning) if Redis could not be reached."""
@@ -65,9 +80,7 @@ class RedisChannel:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
             self._listener = None
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self.close_client()
 
     async def _listen(self) -> None:
         while not self._stopping:

@@ -76,6 +76,18 @@ class _TTLCache:
                 del self._data[key]
 
 
+async def find_user(db: AsyncSession, reference: str) -> User | None:
+    """The user with this id, email (any case) or external id."""
+    found = await db.execute(
+        select(User).where(
+            (User.id == reference)
+            | (User.email == reference.lower())
+            | (User.external_id == reference)
+        )
+    )
+    return found.scalar()
+
+
 class AuthService:
     """Credentials and principals; one instance per app, sessions passed per call."""
 

@@ -16,18 +16,17 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
-import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from botgpt.conversations.turn import TurnEvent
-from botgpt.redis_channel import RedisChannel
+from botgpt.redis_channel import LazyRedis, RedisChannel
 
 log = logging.getLogger("botgpt.streams")
 
 PING = TurnEvent("ping", {})
 
 
-class TurnFanout:
+class TurnFanout(LazyRedis):
     """Publishes this process's live turns and reads (or cancels) those of other processes."""
 
     def __init__(
@@ -38,6 +37,7 @@ class TurnFanout:
         prefix: str = "botgpt:turn:",
         keep_seconds: int = 3600,
     ) -> None:
+        super().__init__(url)
         self.prefix = prefix
         self.keep_seconds = keep_seconds
 
@@ -45,17 +45,8 @@ class TurnFanout:
             on_cancel(str(message["message_id"]))
 
         self.cancels = RedisChannel(url, prefix + "cancel", cancel)
-        self._url = url
-        self._client: redis.Redis | None = None
         self._pending: dict[str, list[tuple[int, str, bytes]]] = {}
         self._writers: dict[str, asyncio.Task[None]] = {}
-
-    @property
-    def client(self) -> redis.Redis:
-        """The Redis client (made on first use, in the running loop)."""
-        if self._client is None:
-            self._client = redis.Redis.from_url(self._url)
-        return self._client
 
     async def start(self) -> None:
         """Listen for cancels."""
@@ -66,9 +57,7 @@ class TurnFanout:
         for task in list(self._writers.values()):
             await task
         await self.cancels.stop()
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self.close_client()
 
     # -- the generating process -------------------------------------------------------------
     def publish(self, message_id: str, event_id: int, event: TurnEvent, data: bytes) -> None:

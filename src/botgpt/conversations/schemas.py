@@ -5,7 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 MODE_ALIASES = {
     "open": "open",
@@ -28,6 +35,16 @@ Language = Annotated[
 ]
 
 
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("the message must not be blank")
+    return value
+
+
+# A user's message: 1..100,000 characters, not only whitespace.
+UserText = Annotated[str, Field(min_length=1, max_length=100_000), AfterValidator(_not_blank)]
+
+
 def _normalise_mode(value: Any) -> Any:
     if isinstance(value, str):
         mode = MODE_ALIASES.get(value.strip().lower())
@@ -40,10 +57,8 @@ def _normalise_mode(value: Any) -> Any:
 class ConversationCreate(BaseModel):
     """A new conversation with its first message (`first_message` or `message`)."""
 
-    first_message: str = Field(
-        min_length=1,
-        max_length=100_000,
-        validation_alias=AliasChoices("first_message", "message", "content"),
+    first_message: UserText = Field(
+        validation_alias=AliasChoices("first_message", "message", "content")
     )
     mode: Literal["open", "grounded"] = "open"
     title: str | None = Field(default=None, min_length=1, max_length=200)
@@ -56,30 +71,14 @@ class ConversationCreate(BaseModel):
 
     _mode = field_validator("mode", mode="before")(_normalise_mode)
 
-    @field_validator("first_message")
-    @classmethod
-    def _not_blank(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("the message must not be blank")
-        return v
-
 
 class MessageCreate(BaseModel):
     """A new user message (`content` or `message`)."""
 
-    content: str = Field(
-        min_length=1, max_length=100_000, validation_alias=AliasChoices("content", "message")
-    )
+    content: UserText = Field(validation_alias=AliasChoices("content", "message"))
     document_ids: list[str] | None = Field(default=None, max_length=100)
     stream: bool = Field(default=False, description="Answer as Server-Sent Events.")
     language: Language = None
-
-    @field_validator("content")
-    @classmethod
-    def _not_blank(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("the message must not be blank")
-        return v
 
 
 class ConversationUpdate(BaseModel):
@@ -191,9 +190,7 @@ class TurnPublic(BaseModel):
 class ChatSend(BaseModel):
     """A message for POST /api/v1/chat/send: a new conversation, or `conversation_id`'s."""
 
-    content: str = Field(
-        min_length=1, max_length=100_000, validation_alias=AliasChoices("content", "message")
-    )
+    content: UserText = Field(validation_alias=AliasChoices("content", "message"))
     conversation_id: str | None = Field(default=None, max_length=64)
     mode: Literal["open", "grounded"] = "open"
     document_ids: list[str] | None = Field(default=None, max_length=100)
@@ -204,13 +201,6 @@ class ChatSend(BaseModel):
     stream: bool = Field(default=False, description="Answer as Server-Sent Events.")
 
     _mode = field_validator("mode", mode="before")(_normalise_mode)
-
-    @field_validator("content")
-    @classmethod
-    def _not_blank(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("the message must not be blank")
-        return v
 
 
 class ChatSendPublic(TurnPublic):

@@ -262,20 +262,13 @@ def expand_paths(paths: list[str]) -> list[Path]:
 
 async def resolve_user(sessions: async_sessionmaker[AsyncSession], reference: str) -> str:
     """The id of the user with this id, email or external id."""
-    from botgpt.auth.models import User
+    from botgpt.auth.service import find_user
 
     async with sessions() as db:
-        found = await db.execute(
-            select(User.id).where(
-                (User.id == reference)
-                | (User.email == reference.lower())
-                | (User.external_id == reference)
-            )
-        )
-        user_id = found.scalar()
-    if user_id is None:
+        user = await find_user(db, reference)
+    if user is None:
         raise NotFound(f"No user with id or email {reference!r}.")
-    return str(user_id)
+    return user.id
 
 
 def build_document_services(

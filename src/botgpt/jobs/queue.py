@@ -72,6 +72,14 @@ class JobQueue(abc.ABC):
     async def join(self) -> None:
         """Wait until every queued job has run (for tools and tests)."""
 
+    async def run_start_hooks(self) -> None:
+        """Run the start hooks; a failing hook is logged and the others still run."""
+        for hook in self.start_hooks:
+            try:
+                await hook()
+            except Exception:
+                log.exception("job queue start hook failed")
+
     async def healthy(self) -> bool:
         """Whether the queue can take jobs now (its backing store answers)."""
         return True
@@ -141,11 +149,7 @@ class InProcessJobQueue(JobQueue):
             asyncio.create_task(self.work(), name=f"jobs-worker-{i}")
             for i in range(self.concurrency)
         ]
-        for hook in self.start_hooks:
-            try:
-                await hook()
-            except Exception:
-                log.exception("job queue start hook failed")
+        await self.run_start_hooks()
 
     async def stop(self) -> None:
         """Cancel the workers; a job cut short stays unfinished in the database."""

@@ -22,10 +22,10 @@ import os
 import socket
 from typing import Any
 
-import redis.asyncio as redis
 from redis.exceptions import RedisError, ResponseError
 
 from botgpt.jobs.queue import Job, JobQueue, UnknownJobKind
+from botgpt.redis_channel import LazyRedis
 
 log = logging.getLogger("botgpt.jobs")
 
@@ -35,7 +35,7 @@ async def _r(call: Any) -> Any:
     return await call
 
 
-class RedisJobQueue(JobQueue):
+class RedisJobQueue(JobQueue, LazyRedis):
     """Jobs in a Redis stream with a consumer group (see the module docstring)."""
 
     def __init__(
@@ -50,10 +50,10 @@ class RedisJobQueue(JobQueue):
         max_deliveries: int = 5,
         block_seconds: float = 0.5,
     ) -> None:
-        super().__init__()
+        JobQueue.__init__(self)
+        LazyRedis.__init__(self, url)
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        self.url = url
         self.stream = stream
         self.group = group
         self.concurrency = concurrency
@@ -61,17 +61,9 @@ class RedisJobQueue(JobQueue):
         self.lease_ms = int(lease_seconds * 1000)
         self.max_deliveries = max_deliveries
         self.block_ms = int(block_seconds * 1000)
-        self._client: redis.Redis | None = None
         self._workers: list[asyncio.Task[None]] = []
         self._stopping = False
         self._name = f"{socket.gethostname()}-{os.getpid()}"
-
-    @property
-    def client(self) -> redis.Redis:
-        """The Redis client (made on first use, in the running loop)."""
-        if self._client is None:
-            self._client = redis.Redis.from_url(self.url)
-        return self._client
 
     async def _ensure_group(self) -> None:
         try:
@@ -109,11 +101,7 @@ class RedisJobQueue(JobQueue):
                 for i in range(self.concurrency)
             ]
         if await _r(self.client.xlen(self.stream)) == 0:
-            for hook in self.start_hooks:
-                try:
-                    await hook()
-                except Exception:
-                    log.exception("job queue start hook failed")
+            await self.run_start_hooks()
 
     async def stop(self) -> None:
         """Stop the workers; a job cut short stays pending and is claimed after its lease.
@@ -132,9 +120,7 @@ class RedisJobQueue(JobQueue):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._stopping = False
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self.close_client()
 
     async def join(self) -> None:
         """Wait until no job is queued or running (tools and tests)."""
