@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 import redis.asyncio as redis
 
+from botgpt.exceptions import ServiceUnavailable
 from botgpt.jobs.redis_queue import RedisJobQueue
 
 REDIS_URL = os.environ.get("BOTGPT_TEST_REDIS_URL", "")
@@ -148,3 +150,14 @@ async def test_start_hooks_run_only_when_no_job_is_in_flight(make_queue: MakeQue
     again.on_start(hook)
     await again.start()
     assert ran == ["resume"]  # a job is in the stream: its owner recovers it
+
+
+async def test_enqueue_while_redis_is_down_is_a_clear_503() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    queue = RedisJobQueue(f"redis://127.0.0.1:{port}/0")
+    queue.register("ping", lambda payload: asyncio.sleep(0))
+    with pytest.raises(ServiceUnavailable):
+        await queue.enqueue("ping", {})
+    await queue.stop()

@@ -24,6 +24,7 @@ from typing import Any
 
 from redis.exceptions import RedisError, ResponseError
 
+from botgpt.exceptions import ServiceUnavailable
 from botgpt.jobs.queue import Job, JobQueue, UnknownJobKind
 from botgpt.redis_channel import LazyRedis
 
@@ -85,7 +86,10 @@ class RedisJobQueue(JobQueue, LazyRedis):
         if kind not in self.handlers:
             raise UnknownJobKind(kind)
         fields = {"kind": kind, "payload": json.dumps(payload)}
-        await _r(self.client.xadd(self.stream, fields))  # type: ignore[arg-type]
+        try:
+            await _r(self.client.xadd(self.stream, fields))  # type: ignore[arg-type]
+        except RedisError as exc:
+            raise ServiceUnavailable("The job queue is unavailable; try again shortly.") from exc
 
     async def start(self) -> None:
         """Create the consumer group, start workers (if consuming), run the start hooks.
