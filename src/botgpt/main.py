@@ -10,6 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from botgpt import migrate
+from botgpt.analytics.router import router as analytics_router
 from botgpt.auth.revocations import RevocationBus
 from botgpt.auth.router import router as auth_router
 from botgpt.auth.security import TokenCodec
@@ -30,6 +31,7 @@ from botgpt.documents.router import router as documents_router
 from botgpt.documents.search_router import router as search_router
 from botgpt.documents.service import build_document_services, close_document_services
 from botgpt.errors import install_error_handlers
+from botgpt.faqs.router import router as faqs_router
 from botgpt.idempotency import Replay
 from botgpt.llm.base import LLMProvider
 from botgpt.llm.factory import build_provider
@@ -147,7 +149,9 @@ def create_app(
     app.include_router(openai_router)
     app.include_router(documents_router)
     app.include_router(search_router)
+    app.include_router(faqs_router)
     app.include_router(privacy_router)
+    app.include_router(analytics_router)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -4,6 +4,7 @@ from botgpt.auth.models import ApiKey, RefreshToken, User
 from botgpt.conversations.models import Conversation, Message
 from botgpt.db import Base
 from botgpt.documents.models import Document, conversation_documents
+from botgpt.faqs.models import Faq
 from botgpt.idempotency import IdempotencyRecord
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "Base",
     "Conversation",
     "Document",
+    "Faq",
     "IdempotencyRecord",
     "Message",
     "RefreshToken",

@@ -1,0 +1,1 @@
+"""Admin analytics: usage, cost, latency and reliability aggregated over a period."""

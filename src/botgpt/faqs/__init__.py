@@ -1,0 +1,1 @@
+"""FAQs: curated question/answer pairs of one owner, found by semantic search."""
