@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -76,3 +76,7 @@ async def limit_chat(
 ContainerDep = Annotated[Container, Depends(get_container)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+# Service keys act for one of their users by naming it (the replaced systems' style).
+ActAs = Annotated[
+    str | None, Query(max_length=200, description="Service keys only: the user to act for.")
+]

@@ -23,7 +23,7 @@ from botgpt.conversations.schemas import (
 from botgpt.conversations.sse import live_response
 from botgpt.conversations.streams import StreamHub
 from botgpt.conversations.turn import ChatService, Turn
-from botgpt.deps import ContainerDep, CurrentPrincipal, SessionDep
+from botgpt.deps import ActAs, ContainerDep, CurrentPrincipal, SessionDep
 from botgpt.exceptions import InvalidInput
 from botgpt.idempotency import request_fingerprint, run_once
 from botgpt.openapi import errors_doc
@@ -36,9 +36,6 @@ IdempotencyKey = Annotated[
     Header(
         alias="Idempotency-Key", description="Retries with the same key return the first result."
     ),
-]
-ActAs = Annotated[
-    str | None, Query(max_length=200, description="Service keys only: the user to act for.")
 ]
 StreamFlag = Annotated[bool, Query(description="Answer as Server-Sent Events.")]
 TURN_ERRORS = errors_doc(401, 403, 404, 409, 422, 429, 502, 503, 504)

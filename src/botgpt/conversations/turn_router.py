@@ -12,7 +12,6 @@ from botgpt.conversations import store
 from botgpt.conversations.router import (
     SSE_DOC,
     TURN_ERRORS,
-    ActAs,
     IdempotencyKey,
     StreamFlag,
     chat_service,
@@ -28,7 +27,7 @@ from botgpt.conversations.sse import (
 )
 from botgpt.conversations.turn import TurnEvent
 from botgpt.conversations.views import message_public
-from botgpt.deps import ContainerDep, CurrentPrincipal, SessionDep
+from botgpt.deps import ActAs, ContainerDep, CurrentPrincipal, SessionDep
 from botgpt.exceptions import NotFound
 from botgpt.openapi import errors_doc
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import math
 import re
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 
-from botgpt.deps import ContainerDep, CurrentPrincipal, SessionDep
+from botgpt.deps import ActAs, ContainerDep, CurrentPrincipal, SessionDep
 from botgpt.documents.models import READY, Document
 from botgpt.documents.parsing import DOCX, HTML, MARKDOWN, PDF, TEXT
 from botgpt.documents.service import DocumentService
@@ -22,10 +22,6 @@ from botgpt.openapi import errors_doc
 from botgpt.pagination import PageDep
 
 router = APIRouter(prefix="/api/v1/documents", tags=["documents"])
-
-ActAs = Annotated[
-    str | None, Query(max_length=200, description="Service keys only: the user to act for.")
-]
 
 
 class DocumentError(BaseModel):

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from botgpt.deps import ContainerDep, CurrentPrincipal, SessionDep
+from botgpt.deps import ActAs, ContainerDep, CurrentPrincipal, SessionDep
 from botgpt.exceptions import InvalidInput
 from botgpt.faqs.models import Faq
 from botgpt.faqs.schemas import (
@@ -25,9 +25,6 @@ from botgpt.pagination import PageDep
 
 router = APIRouter(prefix="/api/v1/faqs", tags=["faqs"])
 
-ActAs = Annotated[
-    str | None, Query(max_length=200, description="Service keys only: the user to act for.")
-]
 CategoryFilter = Annotated[
     str | None, Query(min_length=1, max_length=100, description="Only FAQs of this category.")
 ]

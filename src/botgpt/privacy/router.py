@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Response, status
 from fastapi.responses import StreamingResponse
 
-from botgpt.deps import ContainerDep, CurrentPrincipal, SessionDep
+from botgpt.deps import ActAs, ContainerDep, CurrentPrincipal, SessionDep
 from botgpt.documents.router import attachment
 from botgpt.documents.service import DocumentService
 from botgpt.openapi import errors_doc
@@ -15,11 +13,6 @@ from botgpt.privacy import service
 from botgpt.privacy.schemas import PersonalDataExport
 
 router = APIRouter(prefix="/api/v1/users/me", tags=["privacy"])
-
-ActAs = Annotated[
-    str | None,
-    Query(max_length=200, description="Service keys only: the user (id or external id)."),
-]
 
 
 @router.get(
