@@ -28,6 +28,7 @@ from botgpt.conversations.schemas import MessagePublic, TurnPublic
 from botgpt.conversations.store import HistoryRow
 from botgpt.conversations.views import message_from_values
 from botgpt.errors import llm_error_payload
+from botgpt.events import EventSink, no_events
 from botgpt.exceptions import (
     Conflict,
     InvalidInput,
@@ -110,6 +111,7 @@ class ChatService:
         self.settings = settings
         self.limiter = limiter
         self.moderator = moderator
+        self.on_event: EventSink = no_events  # webhooks subscribe here
         self.provider = provider
         self.runner = runner
         self.grounder = grounder
@@ -167,6 +169,7 @@ class ChatService:
         await self.runner.run(
             lambda conn: store.insert_conversation(conn, values, rows, document_ids)
         )
+        self.on_event(owner_id, "conversation.created", {"conversation_id": conv_id, "mode": mode})
         turn = await self._prepare(
             conv_id, owner_id, title, mode, rows, [], None, None, document_ids, language
         )
@@ -431,6 +434,20 @@ class ChatService:
         }
         await self.runner.run(lambda conn: store.finish_message(conn, values, totals))
         metrics.record_turn(source.name, model, status, prompt_tokens, completion_tokens, cost)
+        self.on_event(
+            turn.owner_id,
+            "message.completed" if status == "complete" else f"message.{status}",
+            {
+                **self._ids(turn),
+                "status": status,
+                "provider": source.name,
+                "model": model,
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "cost_usd": cost,
+                "error_code": values["error_code"],
+            },
+        )
         del values["mid"]
         turn.assistant.update(values)
         if error is not None:

@@ -38,6 +38,7 @@ from botgpt.documents.models import (
 )
 from botgpt.documents.parsing import ParsedDocument, ParseError, parse_document
 from botgpt.documents.storage import BlobNotFound, BlobStore
+from botgpt.events import EventSink, no_events
 from botgpt.ids import new_id, utcnow
 from botgpt.jobs.queue import JobQueue
 from botgpt.observability import metrics
@@ -90,6 +91,7 @@ class Ingestor:
         self.blobs = blobs
         self.embedder = embedder
         self.queue = queue
+        self.on_event: EventSink = no_events  # webhooks subscribe here
         self._pending: set[str] = set()  # enqueued by this process, not started yet
         self._running: set[str] = set()
         self._index_dimension: int | None = None
@@ -169,6 +171,11 @@ class Ingestor:
             )
             report(READY, 1.0)
             metrics.INGESTIONS.labels(READY).inc()
+            self.on_event(
+                doc["owner_id"],
+                "document.ready",
+                {"document_id": doc["id"], "filename": doc["filename"], "chunks": len(chunks)},
+            )
             log.info(
                 "document ingested",
                 extra={
@@ -362,6 +369,11 @@ class Ingestor:
             return ""
         report(FAILED, 1.0)
         metrics.INGESTIONS.labels(FAILED).inc()
+        self.on_event(
+            doc["owner_id"],
+            "document.failed",
+            {"document_id": doc["id"], "filename": doc["filename"], "error_code": code},
+        )
         log.info("document failed", extra={"document_id": doc["id"], "error_code": code})
         return FAILED
 
