@@ -94,21 +94,28 @@ async def _work(settings: Settings) -> None:
     from botgpt.documents.service import build_document_services, close_document_services
     from botgpt.jobs.queue import make_queue
     from botgpt.observability.logging import configure_logging
+    from botgpt.webhooks.service import Dispatcher
 
     configure_logging(settings.log_level, settings.log_json)
     engine = make_engine(settings.effective_database_url)
+    sessions = make_sessionmaker(engine)
     queue = make_queue(settings, consume=True)
-    services = build_document_services(settings, engine, make_sessionmaker(engine), queue)
+    services = build_document_services(settings, engine, sessions, queue)
+    # Ingestion outcomes (document.ready / document.failed) reach webhooks from here too.
+    webhooks = Dispatcher(settings, sessions)
+    services["ingestor"].on_event = webhooks.emit
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
+        await webhooks.start()
         await queue.start()
         print(f"BOT GPT worker running {settings.ingest_workers} job(s) at a time", flush=True)
         await stop.wait()
     finally:
         await close_document_services(services)
+        await webhooks.stop()
         await engine.dispose()
 
 

@@ -132,6 +132,7 @@ class Settings(BaseSettings):
     title_max_chars: int = Field(60, ge=10, le=200)
 
     admin_email: str = "admin@botgpt.local"
+    webhooks_allow_private: bool = False  # let webhooks reach loopback/private addresses
 
     @field_validator("database_url")
     @classmethod

@@ -42,6 +42,8 @@ from botgpt.openai_api.router import router as openai_router
 from botgpt.privacy.router import router as privacy_router
 from botgpt.ratelimit import build_limiters
 from botgpt.sqlrunner import make_runner
+from botgpt.webhooks.router import router as webhooks_router
+from botgpt.webhooks.service import Dispatcher
 
 
 def build_container(settings: Settings, provider: LLMProvider | None = None) -> Container:
@@ -74,6 +76,10 @@ def build_container(settings: Settings, provider: LLMProvider | None = None) -> 
     if settings.redis_url:  # re-attach and cancel work from any process
         hub.fanout = TurnFanout(settings.redis_url, hub.cancel)
     container.services["streams"] = hub
+    dispatcher = Dispatcher(settings, container.sessions)
+    container.services["webhooks"] = dispatcher
+    chat.on_event = dispatcher.emit
+    container.services["ingestor"].on_event = dispatcher.emit
     return container
 
 
@@ -106,6 +112,7 @@ def create_app(
         if run_migrations:
             await migrate.upgrade(container.engine)
         await container.services["jobs"].start()
+        await container.services["webhooks"].start()
         revocations = container.auth.revocations
         fanout = container.services["streams"].fanout
         for shared in (revocations, fanout):
@@ -122,6 +129,7 @@ def create_app(
         await container.services["llm"].aclose()
         await container.services["moderator"].aclose()
         await container.services["sql"].close()
+        await container.services["webhooks"].stop()
         await container.engine.dispose()
 
     app = FastAPI(
@@ -150,6 +158,7 @@ def create_app(
     app.include_router(documents_router)
     app.include_router(search_router)
     app.include_router(faqs_router)
+    app.include_router(webhooks_router)
     app.include_router(privacy_router)
     app.include_router(analytics_router)
     if settings.cors_origins:

@@ -6,6 +6,7 @@ from botgpt.db import Base
 from botgpt.documents.models import Document, conversation_documents
 from botgpt.faqs.models import Faq
 from botgpt.idempotency import IdempotencyRecord
+from botgpt.webhooks.models import Webhook, WebhookDelivery
 
 __all__ = [
     "ApiKey",
@@ -17,5 +18,7 @@ __all__ = [
     "Message",
     "RefreshToken",
     "User",
+    "Webhook",
+    "WebhookDelivery",
     "conversation_documents",
 ]

@@ -18,10 +18,11 @@ Event = tuple[str, str, dict[str, Any]]
 @pytest.fixture
 def events(ctx: AppCtx) -> Iterator[list[Event]]:
     chat = ctx.app.state.container.services["chat"]
+    saved = chat.on_event
     seen: list[Event] = []
     chat.on_event = lambda owner, kind, data: seen.append((owner, kind, data))
     yield seen
-    del chat.on_event  # back to the class default
+    chat.on_event = saved
 
 
 async def test_a_turn_reports_its_conversation_and_its_outcome(

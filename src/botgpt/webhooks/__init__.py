@@ -1,0 +1,1 @@
+"""Outgoing webhooks: signed HTTP POSTs to the owner's URLs when domain events happen."""
