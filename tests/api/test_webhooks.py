@@ -332,3 +332,20 @@ async def test_pending_deliveries_are_sent_at_the_next_start(
     finally:
         await dispatcher.stop()
     assert delivery["status"] == "delivered" and len(receiver.requests) == 1
+
+
+async def test_events_of_users_without_webhooks_cost_no_lookup(
+    dispatcher: Dispatcher, client: httpx.AsyncClient, users: Any, receiver: ScriptedHTTPServer
+) -> None:
+    with_hook, without = await users.create(), await users.create()
+    for _ in range(100):  # the owners' list loads in the background right after start
+        if dispatcher._owners is not None:
+            break
+        await asyncio.sleep(0.02)
+    await make(client, with_hook, receiver.base_url + "/hook")
+    assert dispatcher._queue is not None
+    queued = dispatcher._queue.qsize()
+    dispatcher.emit(without.id, "message.completed", {})
+    assert dispatcher._queue.qsize() == queued  # dropped at once: no webhook to look up
+    dispatcher.emit(with_hook.id, "message.completed", {})  # known at once, from this process
+    assert dispatcher._queue.qsize() == queued + 1

@@ -65,6 +65,8 @@ async def create_webhook(
         raise InvalidInput("`user_id` differs between the query string and the body.")
     owner = await c.auth.acting_user(db, principal, user_id or body.user_id)
     hook = await webhook_service(c).create(db, owner, body)
+    dispatcher: Dispatcher = c.services["webhooks"]
+    dispatcher.watch(owner)
     return WebhookCreated(**webhook_public(hook).model_dump(), secret=hook.secret)
 
 
@@ -112,7 +114,11 @@ async def update_webhook(
 ) -> WebhookPublic:
     """Change a webhook's URL, events or active flag (only the fields sent)."""
     owner = await c.auth.acting_user(db, principal, user_id)
-    return webhook_public(await webhook_service(c).update(db, owner, webhook_id, body))
+    hook = await webhook_service(c).update(db, owner, webhook_id, body)
+    if hook.active:
+        dispatcher: Dispatcher = c.services["webhooks"]
+        dispatcher.watch(owner)
+    return webhook_public(hook)
 
 
 @router.delete(

@@ -32,6 +32,8 @@ from botgpt.webhooks.models import DELIVERED, FAILED, PENDING, Webhook, WebhookD
 from botgpt.webhooks.schemas import WebhookCreate, WebhookUpdate
 
 log = logging.getLogger("botgpt.webhooks")
+# How soon webhooks created or changed in other processes start receiving events here.
+OWNERS_REFRESH_SECONDS = 5.0
 
 MAX_WEBHOOKS_PER_OWNER = 20
 PING = "ping"
@@ -217,6 +219,9 @@ class Dispatcher:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._slots: asyncio.Semaphore | None = None
         self._client: httpx.AsyncClient | None = None
+        # Owners with an active webhook (None until first loaded): most turns concern users
+        # without any, and must not cost a database query each.
+        self._owners: set[str] | None = None
 
     @property
     def running(self) -> bool:
@@ -230,11 +235,32 @@ class Dispatcher:
             if self._queue is None:
                 log.debug("webhook dispatcher not running; event %s dropped", event)
                 return
+            if self._owners is not None and owner_id not in self._owners:
+                return
             self._queue.put_nowait(_Event(owner_id, event, dict(data), utcnow()))
         except asyncio.QueueFull:
             log.warning("webhook queue full; event %s dropped", event)
         except Exception:
             log.exception("webhook emit failed")
+
+    def watch(self, owner_id: str) -> None:
+        """Note at once that `owner_id` has an active webhook (this process's own change)."""
+        if self._owners is not None:
+            self._owners.add(owner_id)
+
+    async def _refresh_owners(self) -> None:
+        """Reload the owners with an active webhook: others' changes show within seconds."""
+        while True:
+            try:
+                async with self.sessions() as db:
+                    found = await db.execute(
+                        select(Webhook.owner_id).where(Webhook.active.is_(True)).distinct()
+                    )
+                    self._owners = set(found.scalars())
+            except Exception:
+                self._owners = None  # unknown: look every event up until this works again
+                log.warning("could not load webhook owners", exc_info=True)
+            await asyncio.sleep(OWNERS_REFRESH_SECONDS)
 
     def schedule(self, delivery_id: str) -> None:
         """Queue a recorded pending delivery for sending (a no-op while stopped)."""
@@ -256,6 +282,7 @@ class Dispatcher:
             asyncio.create_task(self._serve(), name=f"webhooks-sender-{i}")
             for i in range(self.senders)
         ]
+        self._tasks.append(asyncio.create_task(self._refresh_owners(), name="webhooks-owners"))
         try:
             async with self.sessions() as db:
                 pending = await db.execute(
@@ -279,6 +306,7 @@ class Dispatcher:
                 await task
         self._in_flight.clear()
         self._queue = None
+        self._owners = None
         if self._client is not None:
             await self._client.aclose()
             self._client = None
