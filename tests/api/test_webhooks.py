@@ -338,10 +338,11 @@ async def test_events_of_users_without_webhooks_cost_no_lookup(
     dispatcher: Dispatcher, client: httpx.AsyncClient, users: Any, receiver: ScriptedHTTPServer
 ) -> None:
     with_hook, without = await users.create(), await users.create()
-    for _ in range(100):  # the owners' list loads in the background right after start
+    for _ in range(500):  # the owners' list loads in the background right after start
         if dispatcher._owners is not None:
             break
         await asyncio.sleep(0.02)
+    assert dispatcher._owners is not None
     await make(client, with_hook, receiver.base_url + "/hook")
     assert dispatcher._queue is not None
     queued = dispatcher._queue.qsize()
