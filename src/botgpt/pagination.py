@@ -20,6 +20,10 @@ class Page:
         """Rows to skip."""
         return (self.page - 1) * self.limit
 
+    def pages(self, total: int) -> int:
+        """How many pages of this size `total` items fill."""
+        return -(-total // self.limit)
+
 
 async def page_params(
     page: Annotated[int, Query(ge=1, le=100_000, description="1-based page number")] = 1,

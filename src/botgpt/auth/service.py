@@ -22,7 +22,13 @@ from botgpt.auth.security import (
     new_refresh_token,
     verify_password,
 )
-from botgpt.exceptions import AuthenticationFailed, Conflict, NotFound, PermissionDenied
+from botgpt.exceptions import (
+    AuthenticationFailed,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+)
 from botgpt.ids import new_id, utcnow
 
 
@@ -268,6 +274,18 @@ class AuthService:
         principal = Principal(user_id, is_admin, bool(is_service and is_admin), "api_key")
         self._keys.put(key_hash, principal)
         return principal
+
+    async def acting_user_of(
+        self,
+        db: AsyncSession,
+        principal: Principal,
+        query_user: str | None,
+        body_user: str | None,
+    ) -> str:
+        """`acting_user` for routes that take `user_id` in the query string or the body."""
+        if query_user and body_user and query_user != body_user:
+            raise InvalidInput("`user_id` differs between the query string and the request body.")
+        return await self.acting_user(db, principal, query_user or body_user)
 
     async def acting_user(self, db: AsyncSession, principal: Principal, user_id: str | None) -> str:
         """The user a request acts for: a service key may name any user; others act as themselves.

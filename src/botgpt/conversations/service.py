@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -52,7 +50,7 @@ async def list_conversations(
         total=total,
         page=page.page,
         limit=page.limit,
-        pages=math.ceil(total / page.limit) if total else 0,
+        pages=page.pages(total),
     )
 
 

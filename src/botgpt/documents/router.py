@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from datetime import datetime
 from typing import Any
@@ -17,7 +16,6 @@ from botgpt.documents.models import READY, Document
 from botgpt.documents.parsing import DOCX, HTML, MARKDOWN, PDF, TEXT
 from botgpt.documents.service import DocumentService
 from botgpt.documents.uploads import FILE_FIELD
-from botgpt.exceptions import InvalidInput
 from botgpt.openapi import errors_doc
 from botgpt.pagination import PageDep
 
@@ -190,9 +188,7 @@ async def upload_document(
     )
     try:
         form_user = incoming.fields.get("user_id") or None
-        if user_id and form_user and user_id != form_user:
-            raise InvalidInput("`user_id` differs between the query string and the form.")
-        owner = await c.auth.acting_user(db, principal, user_id or form_user)
+        owner = await c.auth.acting_user_of(db, principal, user_id, form_user)
         result = await service.upload(db, owner, incoming)
     finally:
         await incoming.discard()
@@ -219,7 +215,7 @@ async def list_documents(
         total=total,
         page=page.page,
         limit=page.limit,
-        pages=math.ceil(total / page.limit) if total else 0,
+        pages=page.pages(total),
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
@@ -69,9 +68,7 @@ async def create_faq(
     user_id: ActAs = None,
 ) -> FaqPublic:
     """Create an FAQ; its question is embedded for semantic search."""
-    if user_id and body.user_id and user_id != body.user_id:
-        raise InvalidInput("`user_id` differs between the query string and the body.")
-    owner = await c.auth.acting_user(db, principal, user_id or body.user_id)
+    owner = await c.auth.acting_user_of(db, principal, user_id, body.user_id)
     return faq_public(await faq_service(c).create(db, owner, body))
 
 
@@ -97,7 +94,7 @@ async def list_faqs(
         total=total,
         page=page.page,
         limit=page.limit,
-        pages=math.ceil(total / page.limit) if total else 0,
+        pages=page.pages(total),
     )
 
 

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 from fastapi import APIRouter, Response, status
 
 from botgpt.deps import ActAs, ContainerDep, CurrentPrincipal, SessionDep
-from botgpt.exceptions import InvalidInput
 from botgpt.openapi import errors_doc
 from botgpt.pagination import PageDep
 from botgpt.webhooks.models import Webhook, WebhookDelivery
@@ -48,10 +45,6 @@ def delivery_public(delivery: WebhookDelivery) -> DeliveryPublic:
     return DeliveryPublic.model_validate(delivery, from_attributes=True)
 
 
-def _pages(total: int, limit: int) -> int:
-    return math.ceil(total / limit) if total else 0
-
-
 @router.post("", status_code=status.HTTP_201_CREATED, responses=errors_doc(401, 403, 409, 422))
 async def create_webhook(
     body: WebhookCreate,
@@ -61,9 +54,7 @@ async def create_webhook(
     user_id: ActAs = None,
 ) -> WebhookCreated:
     """Create a webhook; the response shows its signing secret, this once only."""
-    if user_id and body.user_id and user_id != body.user_id:
-        raise InvalidInput("`user_id` differs between the query string and the body.")
-    owner = await c.auth.acting_user(db, principal, user_id or body.user_id)
+    owner = await c.auth.acting_user_of(db, principal, user_id, body.user_id)
     hook = await webhook_service(c).create(db, owner, body)
     dispatcher: Dispatcher = c.services["webhooks"]
     dispatcher.watch(owner)
@@ -86,7 +77,7 @@ async def list_webhooks(
         total=total,
         page=page.page,
         limit=page.limit,
-        pages=_pages(total, page.limit),
+        pages=page.pages(total),
     )
 
 
@@ -154,7 +145,7 @@ async def list_deliveries(
         total=total,
         page=page.page,
         limit=page.limit,
-        pages=_pages(total, page.limit),
+        pages=page.pages(total),
     )
 
 
