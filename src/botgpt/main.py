@@ -149,7 +149,9 @@ def create_app(
 
     app.include_router(ops_router)
     app.include_router(auth_router)
-    app.include_router(conversations_router)
+    app.include_router(conversations_router, prefix="/api/v1")
+    # Seed 000's unprefixed paths answer the same (not in the OpenAPI: /api/v1 is documented).
+    app.include_router(conversations_router, include_in_schema=False)
     app.include_router(turn_router)
     app.include_router(chat_router)
     app.include_router(usage_router)

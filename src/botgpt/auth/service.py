@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -286,6 +286,38 @@ class AuthService:
         if query_user and body_user and query_user != body_user:
             raise InvalidInput("`user_id` differs between the query string and the request body.")
         return await self.acting_user(db, principal, query_user or body_user)
+
+    async def acting_owner(
+        self,
+        db: AsyncSession,
+        principal: Principal,
+        owner_of: Select[str],
+        query_user: str | None,
+        body_user: str | None = None,
+    ) -> str:
+        """The user a request on one existing resource acts as (`owner_of` selects its owner).
+
+        User tokens and user keys act as themselves (naming another user is a 403), so
+        another user's resource stays a 404. A service key acts on any resource: as its
+        owner, or, when `user_id` names a user, as that user, so a resource of anyone else
+        is a 404 (the service's own owner check); nobody is provisioned here.
+        """
+        if query_user and body_user and query_user != body_user:
+            raise InvalidInput("`user_id` differs between the query string and the request body.")
+        named = query_user or body_user
+        if not principal.is_service:
+            return await self.acting_user(db, principal, named)
+        if named is None:
+            owner = (await db.execute(owner_of)).scalar()
+            # No such resource: the service's lookup reports it missing.
+            return principal.user_id if owner is None else str(owner)
+        found = (
+            await db.execute(
+                select(User.id).where((User.id == named) | (User.external_id == named))
+            )
+        ).scalar()
+        # An unknown user owns nothing: the resource is then reported missing.
+        return named if found is None else str(found)
 
     async def acting_user(self, db: AsyncSession, principal: Principal, user_id: str | None) -> str:
         """The user a request acts for: a service key may name any user; others act as themselves.

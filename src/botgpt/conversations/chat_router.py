@@ -12,6 +12,7 @@ from botgpt.conversations.router import (
     IdempotencyKey,
     StreamFlag,
     chat_service,
+    owner_of,
     respond,
 )
 from botgpt.conversations.schemas import ChatSend, ChatSendPublic
@@ -32,7 +33,12 @@ async def send(
     idempotency_key: IdempotencyKey = None,
 ) -> BaseModel | StreamingResponse:
     """Send a message: to `conversation_id`, or starting a new conversation without one."""
-    owner = await c.auth.acting_user(db, principal, body.user_id)
+    if body.conversation_id is None:
+        owner = await c.auth.acting_user(db, principal, body.user_id)
+    else:
+        owner = await c.auth.acting_owner(
+            db, principal, owner_of(body.conversation_id), body.user_id
+        )
     chat = chat_service(c)
 
     async def prepare() -> Turn:

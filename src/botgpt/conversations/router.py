@@ -8,8 +8,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
+from sqlalchemy import Select, select
 
 from botgpt.conversations import service
+from botgpt.conversations.models import Conversation
 from botgpt.conversations.schemas import (
     ConversationCreate,
     ConversationList,
@@ -29,7 +31,8 @@ from botgpt.idempotency import request_fingerprint, run_once
 from botgpt.openapi import errors_doc
 from botgpt.pagination import PageDep
 
-router = APIRouter(prefix="/api/v1/conversations", tags=["conversations"])
+# Mounted under /api/v1, and (hidden from the OpenAPI) at the root for seed 000's clients.
+router = APIRouter(prefix="/conversations", tags=["conversations"])
 
 IdempotencyKey = Annotated[
     str | None,
@@ -45,6 +48,11 @@ SSE_DOC: dict[int | str, dict[str, Any]] = {
         "content": {"text/event-stream": {}},
     }
 }
+
+
+def owner_of(conversation_id: str) -> Select[str]:
+    """Selects the owner of a conversation (for service keys acting on it by id)."""
+    return select(Conversation.user_id).where(Conversation.id == conversation_id)
 
 
 def chat_service(c: ContainerDep) -> ChatService:
@@ -163,7 +171,7 @@ async def get_conversation(
     user_id: ActAs = None,
 ) -> ConversationPublic:
     """A conversation with its full ordered history and usage."""
-    owner = await c.auth.acting_user(db, principal, user_id)
+    owner = await c.auth.acting_owner(db, principal, owner_of(conversation_id), user_id)
     return await service.get_conversation(db, owner, conversation_id)
 
 
@@ -182,7 +190,9 @@ async def update_conversation(
     user_id: ActAs = None,
 ) -> ConversationSummary:
     """Rename or archive a conversation."""
-    owner = await c.auth.acting_user(db, principal, user_id)
+    owner = await c.auth.acting_owner(
+        db, principal, owner_of(conversation_id), user_id, body.user_id
+    )
     return await service.update_conversation(db, owner, conversation_id, body)
 
 
@@ -199,7 +209,7 @@ async def delete_conversation(
     user_id: ActAs = None,
 ) -> Response:
     """Delete a conversation and its messages."""
-    owner = await c.auth.acting_user(db, principal, user_id)
+    owner = await c.auth.acting_owner(db, principal, owner_of(conversation_id), user_id)
     await service.delete_conversation(db, owner, conversation_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -216,7 +226,9 @@ async def _send(
     idempotency_key: str | None,
     status_code: int,
 ) -> BaseModel | StreamingResponse:
-    owner = await c.auth.acting_user(db, principal, user_id)
+    owner = await c.auth.acting_owner(
+        db, principal, owner_of(conversation_id), user_id, body.user_id
+    )
     return await respond(
         c,
         db,

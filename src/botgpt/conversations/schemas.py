@@ -54,6 +54,10 @@ def _normalise_mode(value: Any) -> Any:
     return value
 
 
+# A `user_id` sent with a request on an existing conversation: it must name the owner.
+OWNER_CHECK = "Service keys only: the conversation's owner (another user's: 404)."
+
+
 class ConversationCreate(BaseModel):
     """A new conversation with its first message (`first_message` or `message`)."""
 
@@ -79,6 +83,7 @@ class MessageCreate(BaseModel):
     document_ids: list[str] | None = Field(default=None, max_length=100)
     stream: bool = Field(default=False, description="Answer as Server-Sent Events.")
     language: Language = None
+    user_id: str | None = Field(default=None, max_length=200, description=OWNER_CHECK)
 
 
 class ConversationUpdate(BaseModel):
@@ -88,6 +93,7 @@ class ConversationUpdate(BaseModel):
     archived: bool | None = None
     mode: Literal["open", "grounded"] | None = None
     document_ids: list[str] | None = Field(default=None, max_length=100)
+    user_id: str | None = Field(default=None, max_length=200, description=OWNER_CHECK)
 
     _mode = field_validator("mode", mode="before")(_normalise_mode)
 

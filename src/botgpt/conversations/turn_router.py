@@ -15,6 +15,7 @@ from botgpt.conversations.router import (
     IdempotencyKey,
     StreamFlag,
     chat_service,
+    owner_of,
     respond,
     stream_hub,
 )
@@ -52,7 +53,7 @@ async def regenerate(
     idempotency_key: IdempotencyKey = None,
 ) -> BaseModel | StreamingResponse:
     """Write a new reply to the latest question; the previous reply is kept, superseded."""
-    owner = await c.auth.acting_user(db, principal, user_id)
+    owner = await c.auth.acting_owner(db, principal, owner_of(conversation_id), user_id)
     return await respond(
         c,
         db,
@@ -76,11 +77,27 @@ async def cancel(
     user_id: ActAs = None,
 ) -> CancelPublic:
     """Stop a reply being generated; it keeps the text so far with status `cancelled`."""
-    owner = await c.auth.acting_user(db, principal, user_id)
-    status = await stream_hub(c).stop_reply(conversation_id, owner, message_id)
+    owner = await c.auth.acting_owner(db, principal, owner_of(conversation_id), user_id)
+    status = await stop_owned_reply(c, conversation_id, owner, message_id)
     if status is None:
         raise NotFound("Message not found.")
     return CancelPublic(message_id=message_id, status=status)
+
+
+async def stop_owned_reply(
+    c: ContainerDep, conversation_id: str, owner: str, message_id: str
+) -> str | None:
+    """Stop `owner`'s reply; its final status, None if `owner` has no such reply.
+
+    Ownership is checked before anything is stopped: a cancel may be broadcast to the
+    other processes (with Redis), and they stop the turn by message id alone.
+    """
+    row = await chat_service(c).runner.run(
+        lambda conn: store.load_message(conn, conversation_id, owner, message_id)
+    )
+    if row is None or row.role != "assistant":
+        return None
+    return await stream_hub(c).stop_reply(conversation_id, owner, message_id)
 
 
 @router.get(
@@ -97,7 +114,7 @@ async def attach(
     last_event_id: Annotated[int, Header(alias="Last-Event-ID", ge=0)] = 0,
 ) -> StreamingResponse:
     """(Re-)attach to a reply's event stream; events after `Last-Event-ID` are sent."""
-    owner = await c.auth.acting_user(db, principal, user_id)
+    owner = await c.auth.acting_owner(db, principal, owner_of(conversation_id), user_id)
     hub = stream_hub(c)
     live = hub.get(message_id)
     if live is not None and live.turn.owner_id == owner:

@@ -9,14 +9,18 @@ from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from sqlalchemy import select
 
 from botgpt.auth.service import Principal
+from botgpt.conversations.models import Message
+from botgpt.conversations.router import owner_of
 from botgpt.conversations.schemas import Language, _normalise_mode
 from botgpt.conversations.streams import StreamHub
 from botgpt.conversations.turn import ChatService
+from botgpt.conversations.turn_router import stop_owned_reply
 from botgpt.deps import Container
 from botgpt.errors import llm_error_payload
-from botgpt.exceptions import AuthenticationFailed, DomainError
+from botgpt.exceptions import DomainError, NotFound, PermissionDenied
 from botgpt.llm.errors import LLMError
 
 log = logging.getLogger("botgpt.ws")
@@ -45,16 +49,104 @@ class WsMessage(BaseModel):
         return self
 
 
-async def _authenticate(ws: WebSocket, c: Container) -> Principal:
+# A client that connects without a credential has this long to send its `auth` frame.
+AUTH_TIMEOUT_SECONDS = 5.0
+UNAUTHENTICATED = 4401
+FORBIDDEN = 4403
+
+
+def _url_credential(ws: WebSocket) -> str | None:
     token = ws.query_params.get("token") or ws.query_params.get("api_key")
     header = ws.headers.get("authorization", "")
     if not token and header.lower().startswith("bearer "):
         token = header[7:]
-    if not token:
-        raise AuthenticationFailed("Authentication required: pass ?token= or a bearer header.")
+    return token or None
+
+
+async def _first_frame_credential(ws: WebSocket) -> str | None:
+    """The token of the client's first frame `{"type": "auth", "token": ...}`, if it sends one."""
+    try:
+        async with asyncio.timeout(AUTH_TIMEOUT_SECONDS):
+            frame = await ws.receive_json()
+    except (TimeoutError, ValueError, KeyError):
+        return None
+    if isinstance(frame, dict) and frame.get("type") == "auth":
+        token = frame.get("token")
+        if isinstance(token, str) and token:
+            return token
+    return None
+
+
+async def _principal(c: Container, credential: str, path_user: str | None) -> Principal:
+    """Authenticate; on `/ws/{user_id}` the credential must be that user's (or a service key)."""
     async with c.sessions() as db:
-        principal: Principal = await c.auth.authenticate(db, token)
+        principal: Principal = await c.auth.authenticate(db, credential)
+        if path_user is not None:
+            await c.auth.acting_user(db, principal, path_user)
         return principal
+
+
+async def _connect(ws: WebSocket, c: Container) -> Principal | None:
+    """Accept an authenticated connection; None once it is closed (4401 / 4403)."""
+    path_user = ws.path_params.get("user_id")
+    credential = _url_credential(ws)
+    if credential is not None:
+        try:
+            principal = await _principal(c, credential, path_user)
+        except DomainError as e:
+            # A bad credential in the URL is refused at the handshake.
+            code = FORBIDDEN if isinstance(e, PermissionDenied) else UNAUTHENTICATED
+            await ws.close(code=code, reason=e.message)
+            return None
+        await ws.accept()
+        return principal
+    # No credential in the URL (seed 004's client): the first frame must carry it.
+    await ws.accept()
+    credential = await _first_frame_credential(ws)
+    if credential is None:
+        await ws.close(UNAUTHENTICATED, 'Send {"type": "auth", "token": ...} first.')
+        return None
+    try:
+        principal = await _principal(c, credential, path_user)
+    except PermissionDenied as e:
+        await ws.close(FORBIDDEN, e.message)
+        return None
+    except DomainError as e:
+        await ws.close(UNAUTHENTICATED, e.message)
+        return None
+    await ws.send_json({"type": "authenticated", "user_id": path_user or principal.user_id})
+    return principal
+
+
+async def _acting_owner(
+    c: Container, principal: Principal, path_user: str | None, frame: WsMessage
+) -> tuple[str, str | None]:
+    """Whom a frame acts as (checked like the REST routes), and the conversation it is about."""
+    async with c.sessions() as db:
+        conversation_id = frame.conversation_id
+        if frame.type == "cancel" and conversation_id is None:
+            conversation_id = (
+                await db.execute(
+                    select(Message.conversation_id).where(Message.id == frame.message_id)
+                )
+            ).scalar()
+            if conversation_id is None:
+                raise NotFound("Message not found.")
+        if conversation_id is None:
+            owner = await c.auth.acting_user_of(db, principal, path_user, frame.user_id)
+        else:
+            owner = await c.auth.acting_owner(
+                db, principal, owner_of(conversation_id), path_user, frame.user_id
+            )
+        return owner, conversation_id
+
+
+async def _read_frame(ws: WebSocket) -> WsMessage | None:
+    """The next client frame; None if it is not valid JSON of a known frame."""
+    try:
+        return WsMessage.model_validate(await ws.receive_json())
+    except (ValidationError, ValueError, KeyError):  # KeyError: a binary frame
+        return None
 
 
 @router.websocket("/api/v1/chat/ws")
@@ -63,11 +155,12 @@ async def chat_ws(ws: WebSocket) -> None:
     """Chat over a WebSocket: send `{"type":"message",...}`, receive turn events."""
     c: Container = ws.app.state.container
     try:
-        principal = await _authenticate(ws, c)
-    except DomainError as e:
-        await ws.close(code=4401, reason=e.message)
+        principal = await _connect(ws, c)
+    except WebSocketDisconnect:
         return
-    await ws.accept()
+    if principal is None:
+        return
+    path_user = ws.path_params.get("user_id")
     chat: ChatService = c.services["chat"]
     hub: StreamHub = c.services["streams"]
     streams: set[asyncio.Task[None]] = set()
@@ -99,28 +192,28 @@ async def chat_ws(ws: WebSocket) -> None:
 
     try:
         while True:
-            raw = await ws.receive_json()
+            frame = await _read_frame(ws)
+            if frame is None:
+                await send(
+                    {"type": "error", "data": {"code": "validation_error", "message": "Bad frame."}}
+                )
+                continue
             try:
-                frame = WsMessage.model_validate(raw)
-                if frame.type == "cancel" and frame.message_id:
-                    hub.cancel(frame.message_id)
+                owner, conversation_id = await _acting_owner(c, principal, path_user, frame)
+                if frame.type == "cancel" and frame.message_id and conversation_id:
+                    status = await stop_owned_reply(c, conversation_id, owner, frame.message_id)
+                    if status is None:
+                        raise NotFound("Message not found.")
                     continue
                 content = frame.content or ""
-                async with c.sessions() as db:
-                    owner = await c.auth.acting_user(db, principal, frame.user_id)
-                if frame.conversation_id is None:
+                if conversation_id is None:
                     turn = await chat.start_conversation(
                         owner, content, frame.mode, None, (), frame.language
                     )
                 else:
                     turn = await chat.send_message(
-                        owner, frame.conversation_id, content, None, frame.language
+                        owner, conversation_id, content, None, frame.language
                     )
-            except ValidationError:
-                await send(
-                    {"type": "error", "data": {"code": "validation_error", "message": "Bad frame."}}
-                )
-                continue
             except DomainError as e:
                 await send({"type": "error", "data": {"code": e.code, "message": e.message}})
                 continue

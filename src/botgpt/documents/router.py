@@ -10,6 +10,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
+from sqlalchemy import Select, select
 
 from botgpt.deps import ActAs, ContainerDep, CurrentPrincipal, SessionDep
 from botgpt.documents.models import READY, Document
@@ -159,6 +160,11 @@ _UPLOAD_BODY: dict[str, Any] = {
 }
 
 
+def owner_of(document_id: str) -> Select[str]:
+    """Selects the owner of a document (for service keys acting on it by id)."""
+    return select(Document.owner_id).where(Document.id == document_id)
+
+
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
@@ -228,7 +234,7 @@ async def get_document(
     user_id: ActAs = None,
 ) -> DocumentPublic:
     """A document with its status, progress, error, pages and chunk count."""
-    owner = await c.auth.acting_user(db, principal, user_id)
+    owner = await c.auth.acting_owner(db, principal, owner_of(document_id), user_id)
     doc = await _documents(c).get(db, owner, document_id)
     return document_public(doc)
 
@@ -252,7 +258,7 @@ async def download_document(
     user_id: ActAs = None,
 ) -> StreamingResponse:
     """Download the original uploaded file of a document."""
-    owner = await c.auth.acting_user(db, principal, user_id)
+    owner = await c.auth.acting_owner(db, principal, owner_of(document_id), user_id)
     doc, blob = await _documents(c).open_file(db, owner, document_id)
     # The file streams without the database: give the connection back first.
     await db.commit()
@@ -278,6 +284,6 @@ async def delete_document(
     user_id: ActAs = None,
 ) -> Response:
     """Delete a document: its file, chunks, vectors and keyword entries go too."""
-    owner = await c.auth.acting_user(db, principal, user_id)
+    owner = await c.auth.acting_owner(db, principal, owner_of(document_id), user_id)
     await _documents(c).delete(db, owner, document_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

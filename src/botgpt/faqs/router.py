@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
+from sqlalchemy import Select, select
 
 from botgpt.deps import ActAs, ContainerDep, CurrentPrincipal, SessionDep
 from botgpt.exceptions import InvalidInput
@@ -53,6 +54,11 @@ def faq_public(faq: Faq) -> FaqPublic:
         created_at=faq.created_at,
         updated_at=faq.updated_at,
     )
+
+
+def owner_of(faq_id: str) -> Select[str]:
+    """Selects the owner of an FAQ (for service keys acting on it by id)."""
+    return select(Faq.owner_id).where(Faq.id == faq_id)
 
 
 @router.post(
@@ -134,7 +140,7 @@ async def get_faq(
     user_id: ActAs = None,
 ) -> FaqPublic:
     """One of the caller's FAQs."""
-    owner = await c.auth.acting_user(db, principal, user_id)
+    owner = await c.auth.acting_owner(db, principal, owner_of(faq_id), user_id)
     return faq_public(await faq_service(c).get(db, owner, faq_id))
 
 
@@ -153,7 +159,7 @@ async def update_faq(
     user_id: ActAs = None,
 ) -> FaqPublic:
     """Update an FAQ's fields; a changed question is embedded again."""
-    owner = await c.auth.acting_user(db, principal, user_id)
+    owner = await c.auth.acting_owner(db, principal, owner_of(faq_id), user_id, body.user_id)
     return faq_public(await faq_service(c).update(db, owner, faq_id, body))
 
 
@@ -168,6 +174,6 @@ async def delete_faq(
     user_id: ActAs = None,
 ) -> Response:
     """Delete an FAQ."""
-    owner = await c.auth.acting_user(db, principal, user_id)
+    owner = await c.auth.acting_owner(db, principal, owner_of(faq_id), user_id)
     await faq_service(c).delete(db, owner, faq_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

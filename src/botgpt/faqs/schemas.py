@@ -67,6 +67,10 @@ class FaqUpdate(BaseModel):
     tags: Tags | None = None
     language: LanguageCode | None = None
     status: Status | None = None
+    # Not a change: checked against the owner, and left out of the fields applied.
+    user_id: str | None = Field(
+        default=None, max_length=200, exclude=True, description="Service keys only: the owner."
+    )
 
     @model_validator(mode="after")
     def _no_nulls(self) -> FaqUpdate:

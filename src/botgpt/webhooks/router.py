@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
+from sqlalchemy import Select, select
 
 from botgpt.deps import ActAs, ContainerDep, CurrentPrincipal, SessionDep
 from botgpt.openapi import errors_doc
@@ -43,6 +44,11 @@ def webhook_public(hook: Webhook) -> WebhookPublic:
 def delivery_public(delivery: WebhookDelivery) -> DeliveryPublic:
     """The API view of a delivery row."""
     return DeliveryPublic.model_validate(delivery, from_attributes=True)
+
+
+def owner_of(webhook_id: str) -> Select[str]:
+    """Selects the owner of a webhook (for service keys acting on it by id)."""
+    return select(Webhook.owner_id).where(Webhook.id == webhook_id)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=errors_doc(401, 403, 409, 422))
@@ -90,7 +96,7 @@ async def get_webhook(
     user_id: ActAs = None,
 ) -> WebhookPublic:
     """One of the caller's webhooks."""
-    owner = await c.auth.acting_user(db, principal, user_id)
+    owner = await c.auth.acting_owner(db, principal, owner_of(webhook_id), user_id)
     return webhook_public(await webhook_service(c).get(db, owner, webhook_id))
 
 
@@ -104,7 +110,7 @@ async def update_webhook(
     user_id: ActAs = None,
 ) -> WebhookPublic:
     """Change a webhook's URL, events or active flag (only the fields sent)."""
-    owner = await c.auth.acting_user(db, principal, user_id)
+    owner = await c.auth.acting_owner(db, principal, owner_of(webhook_id), user_id, body.user_id)
     hook = await webhook_service(c).update(db, owner, webhook_id, body)
     if hook.active:
         dispatcher: Dispatcher = c.services["webhooks"]
@@ -123,7 +129,7 @@ async def delete_webhook(
     user_id: ActAs = None,
 ) -> Response:
     """Delete a webhook and its delivery log."""
-    owner = await c.auth.acting_user(db, principal, user_id)
+    owner = await c.auth.acting_owner(db, principal, owner_of(webhook_id), user_id)
     await webhook_service(c).delete(db, owner, webhook_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -138,7 +144,7 @@ async def list_deliveries(
     user_id: ActAs = None,
 ) -> DeliveryList:
     """The webhook's deliveries, newest first."""
-    owner = await c.auth.acting_user(db, principal, user_id)
+    owner = await c.auth.acting_owner(db, principal, owner_of(webhook_id), user_id)
     rows, total = await webhook_service(c).deliveries(db, owner, webhook_id, page)
     return DeliveryList(
         items=[delivery_public(d) for d in rows],
@@ -162,7 +168,7 @@ async def test_webhook(
     user_id: ActAs = None,
 ) -> DeliveryPublic:
     """Queue a `ping` delivery to the webhook; follow it in the deliveries list."""
-    owner = await c.auth.acting_user(db, principal, user_id)
+    owner = await c.auth.acting_owner(db, principal, owner_of(webhook_id), user_id)
     delivery = await webhook_service(c).queue_ping(db, owner, webhook_id)
     dispatcher: Dispatcher = c.services["webhooks"]
     dispatcher.schedule(delivery.id)

@@ -64,10 +64,14 @@ class WebhookUpdate(BaseModel):
     url: Url | None = None
     events: Events | None = None
     active: bool | None = None
+    # Not a change: checked against the owner, and left out of the fields applied.
+    user_id: str | None = Field(
+        default=None, max_length=200, exclude=True, description="Service keys only: the owner."
+    )
 
     @model_validator(mode="after")
     def _no_nulls(self) -> WebhookUpdate:
-        nulls = [f for f in self.model_fields_set if getattr(self, f) is None]
+        nulls = [f for f in self.model_fields_set if f != "user_id" and getattr(self, f) is None]
         if nulls:
             raise ValueError(f"{', '.join(sorted(nulls))} cannot be null")
         return self
