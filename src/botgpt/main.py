@@ -36,6 +36,7 @@ from botgpt.idempotency import Replay
 from botgpt.llm.base import LLMProvider
 from botgpt.llm.factory import build_provider
 from botgpt.moderation.service import build_moderator
+from botgpt.observability.logging import protect_server_logs
 from botgpt.observability.middleware import RequestContextMiddleware
 from botgpt.observability.router import router as ops_router
 from botgpt.openai_api.router import router as openai_router
@@ -106,6 +107,7 @@ def create_app(
     """Build the application for `settings` (read from the environment when omitted)."""
     settings = settings or Settings()
     container = build_container(settings, provider)
+    protect_server_logs()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -40,6 +41,37 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(data, default=str).decode()
 
 
+# Credentials some clients must put in URLs (WebSocket `?token=`): never written to a log.
+_URL_SECRET = re.compile(r"(?i)([?&](?:token|access_token|api_key|key)=)[^&\s\"']+")
+_SERVER_LOGGERS = ("uvicorn.error", "uvicorn.access")
+
+
+def redact_url_secrets(text: str) -> str:
+    """`text` with the values of credential query parameters replaced by `[redacted]`."""
+    return _URL_SECRET.sub(r"\1[redacted]", text)
+
+
+class RedactUrlSecrets(logging.Filter):
+    """Rewrites a record whose message carries a credential in a URL query string."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Redact in place; never drops the record."""
+        message = record.getMessage()
+        redacted = redact_url_secrets(message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+            record.__dict__.pop("color_message", None)
+        return True
+
+
+def protect_server_logs() -> None:
+    """Redact URL credentials in the server's own lines (uvicorn logs WebSocket paths whole)."""
+    for name in _SERVER_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactUrlSecrets) for f in logger.filters):
+            logger.addFilter(RedactUrlSecrets())
+
+
 class _RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()
@@ -56,6 +88,7 @@ def configure_logging(level: str = "INFO", json: bool = True) -> None:
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
         )
+    handler.addFilter(RedactUrlSecrets())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
