@@ -20,7 +20,7 @@ from botgpt.conversations.chat_router import router as chat_router
 from botgpt.conversations.fanout import TurnFanout
 from botgpt.conversations.grounding import Grounder
 from botgpt.conversations.router import router as conversations_router
-from botgpt.conversations.router import usage_router
+from botgpt.conversations.router import seed_router, usage_router
 from botgpt.conversations.streams import StreamHub
 from botgpt.conversations.turn import ChatService
 from botgpt.conversations.turn_router import router as turn_router
@@ -151,9 +151,8 @@ def create_app(
 
     app.include_router(ops_router)
     app.include_router(auth_router)
-    app.include_router(conversations_router, prefix="/api/v1")
-    # Seed 000's unprefixed paths answer the same (not in the OpenAPI: /api/v1 is documented).
-    app.include_router(conversations_router, include_in_schema=False)
+    app.include_router(conversations_router)
+    app.include_router(seed_router)
     app.include_router(turn_router)
     app.include_router(chat_router)
     app.include_router(usage_router)

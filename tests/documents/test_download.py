@@ -93,8 +93,12 @@ async def test_service_key_downloads_for_the_user_it_acts_for(
     doc_id = r.json()["id"]
     r = await client.get(_url(doc_id), headers=headers, params={"user_id": "ext-dl-1"})
     assert r.status_code == 200 and r.content == data
-    # Without user_id the key acts as its own user, who has no such document.
-    assert (await client.get(_url(doc_id), headers=headers)).status_code == 404
+    # Without user_id the service key acts on the document by id (issue 12) ...
+    r = await client.get(_url(doc_id), headers=headers)
+    assert r.status_code == 200 and r.content == data
+    # ... and naming someone else than its owner is a 404.
+    r = await client.get(_url(doc_id), headers=headers, params={"user_id": "ext-dl-2"})
+    assert r.status_code == 404
     await docs.wait(headers, doc_id, user_id="ext-dl-1")
 
 

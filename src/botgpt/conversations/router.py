@@ -31,8 +31,10 @@ from botgpt.idempotency import request_fingerprint, run_once
 from botgpt.openapi import errors_doc
 from botgpt.pagination import PageDep
 
-# Mounted under /api/v1, and (hidden from the OpenAPI) at the root for seed 000's clients.
-router = APIRouter(prefix="/conversations", tags=["conversations"])
+router = APIRouter(prefix="/api/v1/conversations", tags=["conversations"])
+# Seed 000's unprefixed paths: the same routes, not in the OpenAPI (/api/v1 is documented).
+# Registered as routes of their own so that metrics and logs name the path that was called.
+seed_router = APIRouter(prefix="/conversations", tags=["conversations"], include_in_schema=False)
 
 IdempotencyKey = Annotated[
     str | None,
@@ -104,6 +106,7 @@ async def respond(
     return await run_once(db, owner, idempotency_key, fingerprint, status_code, action)
 
 
+@seed_router.post("", status_code=status.HTTP_201_CREATED, response_model=TurnPublic)
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
@@ -136,6 +139,7 @@ async def create_conversation(
     )
 
 
+@seed_router.get("")
 @router.get("", responses=errors_doc(401, 403, 422))
 async def list_conversations(
     principal: CurrentPrincipal,
@@ -162,6 +166,7 @@ async def my_usage(
     return await service.usage_totals(db, owner)
 
 
+@seed_router.get("/{conversation_id}")
 @router.get("/{conversation_id}", responses=errors_doc(401, 403, 404))
 async def get_conversation(
     conversation_id: str,
@@ -175,6 +180,8 @@ async def get_conversation(
     return await service.get_conversation(db, owner, conversation_id)
 
 
+@seed_router.patch("/{conversation_id}")
+@seed_router.put("/{conversation_id}")
 @router.patch("/{conversation_id}", responses=errors_doc(401, 403, 404, 422))
 @router.put(
     "/{conversation_id}",
@@ -196,6 +203,7 @@ async def update_conversation(
     return await service.update_conversation(db, owner, conversation_id, body)
 
 
+@seed_router.delete("/{conversation_id}", status_code=status.HTTP_204_NO_CONTENT)
 @router.delete(
     "/{conversation_id}",
     status_code=status.HTTP_204_NO_CONTENT,
@@ -244,6 +252,9 @@ async def _send(
     )
 
 
+@seed_router.post(
+    "/{conversation_id}/messages", status_code=status.HTTP_201_CREATED, response_model=TurnPublic
+)
 @router.post(
     "/{conversation_id}/messages",
     status_code=status.HTTP_201_CREATED,
@@ -267,6 +278,7 @@ async def send_message(
     )
 
 
+@seed_router.put("/{conversation_id}/messages", response_model=TurnPublic)
 @router.put(
     "/{conversation_id}/messages", responses={**TURN_ERRORS, **SSE_DOC}, response_model=TurnPublic
 )
