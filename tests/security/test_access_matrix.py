@@ -197,10 +197,20 @@ async def snapshot(client: httpx.AsyncClient, owner: Owned) -> dict[str, Any]:
     }
 
 
+_worlds: dict[int, tuple[Owned, Owned]] = {}
+
+
 @pytest.fixture
-async def world(client: httpx.AsyncClient, users: UserFactory) -> tuple[Owned, Owned]:
-    """A victim and an attacker (both plain users), each owning one of everything."""
-    return await make_owned(client, users), await make_owned(client, users)
+async def world(ctx: AppCtx, client: httpx.AsyncClient, users: UserFactory) -> tuple[Owned, Owned]:
+    """A victim and an attacker (both plain users), each owning one of everything.
+
+    Made once per app: every test here checks that the victim's resources are left as
+    they were, so they can share it.
+    """
+    key = id(ctx.app)
+    if key not in _worlds:
+        _worlds[key] = (await make_owned(client, users), await make_owned(client, users))
+    return _worlds[key]
 
 
 def test_every_route_is_understood(ctx: AppCtx) -> None:
