@@ -101,6 +101,13 @@ async def bad_credentials(
     r = await client.post("/api/v1/auth/logout", headers=holder.headers)
     assert r.status_code == 204, r.text
     creds["logged_out"] = holder.access_token
+    # The token and key of an erased account.
+    gone = await users.create()
+    r = await client.post("/api/v1/api-keys", json={"name": "gone"}, headers=gone.headers)
+    creds["erased_account_key"] = r.json()["key"]
+    r = await client.delete("/api/v1/users/me", headers=gone.headers)
+    assert r.status_code == 204, r.text
+    creds["erased_account_token"] = gone.access_token
     return creds
 
 

@@ -93,11 +93,20 @@ class Endpoint:
     acts_as: bool  # takes `user_id` in the query string
     required_query: tuple[str, ...] = ()
     multipart: bool = False
+    body_ids: tuple[str, ...] = ()  # fields of the body naming resources (`x_id`, `x_ids`)
 
     @property
     def owned_params(self) -> tuple[str, ...]:
         """The path parameters that name a per-user resource."""
         return tuple(p for p in self.params if ID_OF.get(p) is not None)
+
+    def body_with(self, ids: dict[str, str], field: str) -> dict[str, Any]:
+        """The valid body with `field` naming the resource of `ids` (a list for `_ids`)."""
+        kind = field.removesuffix("s")
+        return {
+            **BODY_OF[self.body_model or ""],
+            field: [ids[kind]] if field != kind else ids[kind],
+        }
 
     def url(self, ids: dict[str, str]) -> str:
         """The path with its parameters filled in."""
@@ -130,6 +139,11 @@ def endpoints(app: FastAPI) -> list[Endpoint]:
             "authenticated": get_principal in calls,
             "admin_only": any("admin" in getattr(c, "__name__", "") for c in calls),
             "acts_as": any(q.name == "user_id" for q in dependant.query_params),
+            "body_ids": tuple(
+                name
+                for name in getattr(body, "model_fields", {})
+                if name != "user_id" and name.endswith(("_id", "_ids"))
+            ),
             "required_query": tuple(
                 q.alias for q in dependant.query_params if q.field_info.is_required()
             ),
@@ -159,14 +173,15 @@ async def call(
     ids: dict[str, str],
     headers: dict[str, str],
     params: dict[str, str] | None = None,
+    body: dict[str, Any] | None = None,
 ) -> httpx.Response:
-    """One request to `endpoint` with a valid body and query."""
+    """One request to `endpoint` with a valid body (or `body`) and query."""
     query = {name: QUERY_OF[name] for name in endpoint.required_query} | (params or {})
     if endpoint.multipart:
         return await client.request(
             endpoint.method, endpoint.url(ids), files=UPLOAD, params=query, headers=headers
         )
-    body = BODY_OF.get(endpoint.body_model or "")
+    body = body if body is not None else BODY_OF.get(endpoint.body_model or "")
     return await client.request(
         endpoint.method,
         endpoint.url(ids),
@@ -222,6 +237,10 @@ def test_every_route_is_understood(ctx: AppCtx) -> None:
     assert not unknown_params, f"add these path parameters to ID_OF: {unknown_params}"
     unknown_bodies = {e.body_model for e in found if e.body_model and e.body_model not in BODY_OF}
     assert not unknown_bodies, f"add a valid body for these models to BODY_OF: {unknown_bodies}"
+    unknown_body_ids = {
+        f for e in found for f in e.body_ids if ID_OF.get(f.removesuffix("s")) is None
+    }
+    assert not unknown_body_ids, f"add these body id fields to ID_OF: {unknown_body_ids}"
     unknown_query = {q for e in found for q in e.required_query if q not in QUERY_OF}
     assert not unknown_query, f"add these required query parameters to QUERY_OF: {unknown_query}"
 
@@ -244,6 +263,12 @@ async def test_another_users_ids_are_not_found(
                 checked += 1
                 if r.status_code != 403:
                     wrong.append(f"{endpoint} {label} ?user_id=victim: {r.status_code}")
+            for field in endpoint.body_ids:  # the attacker's own path, the victim's id in the body
+                body = endpoint.body_with(theirs, field)
+                r = await call(client, endpoint, mine, headers, body=body)
+                checked += 1
+                if r.status_code != 404:
+                    wrong.append(f"{endpoint} {label} body {body}: {r.status_code} {r.text[:120]}")
         if not endpoint.owned_params:
             continue
         expected = 403 if endpoint.admin_only else 404
