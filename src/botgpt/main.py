@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,7 +16,7 @@ from botgpt.auth.revocations import RevocationBus
 from botgpt.auth.router import router as auth_router
 from botgpt.auth.security import TokenCodec
 from botgpt.auth.service import AuthService
-from botgpt.config import Settings
+from botgpt.config import Settings, setting_sources
 from botgpt.conversations.chat_router import router as chat_router
 from botgpt.conversations.fanout import TurnFanout
 from botgpt.conversations.grounding import Grounder
@@ -44,6 +45,8 @@ from botgpt.ratelimit import build_limiters
 from botgpt.sqlrunner import make_runner
 from botgpt.webhooks.router import router as webhooks_router
 from botgpt.webhooks.service import Dispatcher
+
+log = logging.getLogger("botgpt")
 
 
 def build_container(settings: Settings, provider: LLMProvider | None = None) -> Container:
@@ -109,6 +112,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        log.info("settings loaded", extra={"sources": setting_sources(settings)})
         if run_migrations:
             await migrate.upgrade(container.engine)
         await container.services["jobs"].start()
