@@ -32,6 +32,7 @@ from botgpt.documents.router import router as documents_router
 from botgpt.documents.search_router import router as search_router
 from botgpt.documents.service import build_document_services, close_document_services
 from botgpt.errors import install_error_handlers
+from botgpt.faqs.category_router import router as faq_categories_router
 from botgpt.faqs.router import router as faqs_router
 from botgpt.idempotency import Replay
 from botgpt.llm.base import LLMProvider
@@ -161,6 +162,7 @@ def create_app(
     app.include_router(openai_router)
     app.include_router(documents_router)
     app.include_router(search_router)
+    app.include_router(faq_categories_router)  # before /faqs/{faq_id}
     app.include_router(faqs_router)
     app.include_router(webhooks_router)
     app.include_router(privacy_router)

@@ -1,19 +1,21 @@
 """Imports every table so metadata (Alembic, tests) sees the whole schema."""
 
-from botgpt.auth.models import ApiKey, RefreshToken, User
+from botgpt.auth.models import ApiKey, Consent, RefreshToken, User
 from botgpt.conversations.models import Conversation, Message
 from botgpt.db import Base
 from botgpt.documents.models import Document, conversation_documents
-from botgpt.faqs.models import Faq
+from botgpt.faqs.models import Faq, FaqCategory
 from botgpt.idempotency import IdempotencyRecord
 from botgpt.webhooks.models import Webhook, WebhookDelivery
 
 __all__ = [
     "ApiKey",
     "Base",
+    "Consent",
     "Conversation",
     "Document",
     "Faq",
+    "FaqCategory",
     "IdempotencyRecord",
     "Message",
     "RefreshToken",
