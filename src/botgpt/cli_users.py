@@ -85,9 +85,10 @@ def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
                 return 2
 
             async def create(db: AsyncSession, auth: AuthService) -> User:
-                user = await auth.register(db, form.email, form.password, form.display_name)
+                user = await auth.register(db, form)
                 if args.admin:
                     user.is_admin = True
+                    user.role = "admin"
                     await db.commit()
                 return user
 

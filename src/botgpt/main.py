@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 
 from botgpt import migrate
 from botgpt.analytics.router import router as analytics_router
+from botgpt.auth.profile_router import router as profile_router
 from botgpt.auth.revocations import RevocationBus
 from botgpt.auth.router import router as auth_router
 from botgpt.auth.security import TokenCodec
@@ -154,6 +155,7 @@ def create_app(
 
     app.include_router(ops_router)
     app.include_router(auth_router)
+    app.include_router(profile_router)
     app.include_router(conversations_router)
     app.include_router(turn_router)
     app.include_router(chat_router)

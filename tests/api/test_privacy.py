@@ -118,9 +118,15 @@ async def test_export_has_own_data_and_nothing_else(
         "email",
         "external_id",
         "display_name",
+        "username",
+        "full_name",
+        "role",
         "is_admin",
         "created_at",
+        "last_login_at",
+        "consents",
     }
+    assert body["consent_history"] == []
     # Conversations exactly as GET /conversations/{id} shows them (messages, citations, usage).
     assert {c["id"] for c in body["conversations"]} == {grounded, plain}
     for exported in body["conversations"]:

@@ -25,9 +25,9 @@ ERRORS = errors_doc(401, 403, 422)
 
 
 async def require_admin(principal: CurrentPrincipal) -> Principal:
-    """The caller, who must be an admin."""
-    if not principal.is_admin:
-        raise PermissionDenied("Analytics are for admins only.")
+    """The caller, who must be an admin or an analyst (analytics are read-only)."""
+    if not (principal.is_admin or principal.role == "analyst"):
+        raise PermissionDenied("Analytics are for admins and analysts only.")
     return principal
 
 
