@@ -249,6 +249,9 @@ class Settings(BaseSettings):
     embedding_dimension: int = Field(384, ge=8, le=4096)
     embedding_batch_size: int = Field(16, ge=1, le=512)
     ingest_workers: int = Field(1, ge=1, le=8)
+    query_embedding_cache_size: int = Field(
+        10_000, ge=0, le=1_000_000, description="Query vectors kept (0: off); Redis shares them."
+    )
     # With BOTGPT_REDIS_URL, jobs go to a Redis stream; `serve` runs them too unless this is
     # false (then only `botgpt worker` processes do).
     jobs_in_server: bool = True
