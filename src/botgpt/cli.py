@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from botgpt import cli_chat, cli_users
+from botgpt import cli_chat, cli_keys, cli_users
 from botgpt.config import Settings
 
 
@@ -260,6 +260,7 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
     cli_users.add_parser(sub).set_defaults(func=cmd_users)
     cli_chat.add_parser(sub).set_defaults(func=cmd_chat)
+    cli_keys.add_parser(sub).set_defaults(func=lambda a: sys.exit(cli_keys.run(_settings(), a)))
     ingest = sub.add_parser("ingest", help="upload and ingest documents now")
     ingest.add_argument("paths", nargs="+", metavar="PATH", help="files or folders")
     ingest.add_argument("--user", help="owner email or id (default: the admin)")

@@ -101,6 +101,8 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = None  # when set, GET /metrics needs "Bearer <token>"
 
     jwt_secret: SecretStr | None = None
+    # Fernet key(s) for secrets at rest (bots' provider keys): "new,old" while rotating.
+    encryption_key: SecretStr | None = None
     access_token_minutes: int = Field(15, ge=1, le=24 * 60)
     refresh_token_days: int = Field(30, ge=1, le=365)
     api_key_cache_seconds: float = Field(30.0, ge=0)
@@ -198,6 +200,30 @@ class Settings(BaseSettings):
         if raw.lower() in WEAK_SECRETS or len(raw) < 32:
             raise ValueError("BOTGPT_JWT_SECRET must be at least 32 random characters")
         return v
+
+    @field_validator("encryption_key")
+    @classmethod
+    def _check_encryption_key(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is None:
+            return v
+        from cryptography.fernet import Fernet
+
+        for key in (k.strip() for k in v.get_secret_value().split(",")):
+            try:
+                Fernet(key.encode())
+            except ValueError as e:
+                raise ValueError(
+                    "BOTGPT_ENCRYPTION_KEY must be Fernet keys (32 url-safe base64 bytes), "
+                    "comma-separated; `botgpt keys new` makes one"
+                ) from e
+        return v
+
+    def encryption_keys(self) -> list[str]:
+        """The keys secrets at rest are encrypted with (the first) and read with (all)."""
+        from botgpt.bots.secrets import configured_keys
+
+        raw = self.encryption_key.get_secret_value() if self.encryption_key else ""
+        return configured_keys(raw, self.data_dir)
 
     @model_validator(mode="after")
     def _check_provider(self) -> Settings:

@@ -11,6 +11,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from botgpt.auth.service import AuthService, Principal
+from botgpt.bots.service import BotService
 from botgpt.config import Settings
 from botgpt.exceptions import AuthenticationFailed
 
@@ -24,6 +25,7 @@ class Container:
     sessions: async_sessionmaker[AsyncSession]
     auth: AuthService
     services: dict[str, Any] = field(default_factory=dict)
+    bots: BotService | None = None
 
 
 async def get_container(request: Request) -> Container:

@@ -17,6 +17,9 @@ from botgpt.auth.revocations import RevocationBus
 from botgpt.auth.router import router as auth_router
 from botgpt.auth.security import TokenCodec
 from botgpt.auth.service import AuthService
+from botgpt.bots.router import router as bots_router
+from botgpt.bots.secrets import SecretBox
+from botgpt.bots.service import BotService
 from botgpt.config import Settings, setting_sources
 from botgpt.conversations.chat_router import router as chat_router
 from botgpt.conversations.fanout import TurnFanout
@@ -85,6 +88,9 @@ def build_container(settings: Settings, provider: LLMProvider | None = None) -> 
     container.services["webhooks"] = dispatcher
     chat.on_event = dispatcher.emit
     container.services["ingestor"].on_event = dispatcher.emit
+    container.bots = BotService(
+        SecretBox(settings.encryption_keys()), container.services["document_scope"].check_owned
+    )
     return container
 
 
@@ -164,6 +170,8 @@ def create_app(
     app.include_router(openai_router)
     app.include_router(documents_router)
     app.include_router(search_router)
+    app.include_router(bots_router, prefix="/api/v1")
+    app.include_router(bots_router, prefix="/api", include_in_schema=False)  # seed 003
     app.include_router(faq_categories_router)  # before /faqs/{faq_id}
     app.include_router(faqs_router)
     app.include_router(webhooks_router)

@@ -1,6 +1,7 @@
 """Imports every table so metadata (Alembic, tests) sees the whole schema."""
 
 from botgpt.auth.models import ApiKey, Consent, RefreshToken, User
+from botgpt.bots.models import Bot, BotVersion, bot_documents
 from botgpt.conversations.models import Conversation, Message
 from botgpt.db import Base
 from botgpt.documents.models import Document, conversation_documents
@@ -11,6 +12,8 @@ from botgpt.webhooks.models import Webhook, WebhookDelivery
 __all__ = [
     "ApiKey",
     "Base",
+    "Bot",
+    "BotVersion",
     "Consent",
     "Conversation",
     "Document",
@@ -22,5 +25,6 @@ __all__ = [
     "User",
     "Webhook",
     "WebhookDelivery",
+    "bot_documents",
     "conversation_documents",
 ]

@@ -83,6 +83,10 @@ class DocumentScope:
             raise NotFound("Document not found.", details={"document_ids": missing})
         return [found[i] for i in ids]
 
+    async def check_owned(self, owner_id: str, document_ids: Sequence[str]) -> list[Document]:
+        """The owner's documents in any state; NotFound names the ids that are not theirs."""
+        return await self._load(owner_id, document_ids)
+
     async def check_ready(self, owner_id: str, document_ids: Sequence[str]) -> list[Document]:
         """The owner's documents, all ready; else NotFound, InvalidInput (failed) or Conflict."""
         docs = await self._load(owner_id, document_ids)
