@@ -2,7 +2,7 @@
 
 from botgpt.auth.models import ApiKey, Consent, RefreshToken, User
 from botgpt.bots.models import Bot, BotVersion, bot_documents
-from botgpt.conversations.models import Conversation, Message
+from botgpt.conversations.models import Conversation, Message, MessageFeedback
 from botgpt.db import Base
 from botgpt.documents.models import Document, conversation_documents
 from botgpt.faqs.models import Faq, FaqCategory
@@ -21,6 +21,7 @@ __all__ = [
     "FaqCategory",
     "IdempotencyRecord",
     "Message",
+    "MessageFeedback",
     "RefreshToken",
     "User",
     "Webhook",
