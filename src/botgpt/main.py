@@ -23,6 +23,7 @@ from botgpt.bots.service import BotService
 from botgpt.config import Settings, setting_sources
 from botgpt.conversations.chat_router import router as chat_router
 from botgpt.conversations.fanout import TurnFanout
+from botgpt.conversations.feedback_router import router as feedback_router
 from botgpt.conversations.grounding import Grounder
 from botgpt.conversations.router import router as conversations_router
 from botgpt.conversations.router import usage_router
@@ -172,6 +173,7 @@ def create_app(
     app.include_router(search_router)
     app.include_router(bots_router, prefix="/api/v1")
     app.include_router(bots_router, prefix="/api", include_in_schema=False)  # seed 003
+    app.include_router(feedback_router)
     app.include_router(faq_categories_router)  # before /faqs/{faq_id}
     app.include_router(faqs_router)
     app.include_router(webhooks_router)

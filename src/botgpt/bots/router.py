@@ -6,6 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request, Response, status
 
+from botgpt.analytics import bots as bot_stats
+from botgpt.analytics.bots import UnansweredList
 from botgpt.bots.models import Bot, BotVersion
 from botgpt.bots.schemas import (
     BotCreate,
@@ -239,3 +241,20 @@ async def rotate_signing_secret(
     """Replace the visitor-signing secret (shown once); old signatures stop verifying."""
     owner = await c.auth.acting_user(db, principal, user_id)
     return SigningSecret(signing_secret=await bots.rotate_signing_secret(db, owner, bot_id))
+
+
+@router.get("/{bot_id}/unanswered", responses=errors_doc(401, 403, 404, 422))
+async def unanswered(
+    bot_id: str,
+    principal: CurrentPrincipal,
+    db: SessionDep,
+    c: ContainerDep,
+    bots: BotServiceDep,
+    page: PageDep,
+    user_id: ActAs = None,
+) -> UnansweredList:
+    """Questions the bot could not answer from its documents or whose reply got a thumbs
+    down, newest first: what to add as an FAQ or a document."""
+    owner = await c.auth.acting_user(db, principal, user_id)
+    bot = await bots.get(db, owner, bot_id)
+    return await bot_stats.unanswered(db, bot.id, page)

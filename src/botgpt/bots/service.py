@@ -117,6 +117,13 @@ class BotService:
             raise NotFound("Bot not found.")
         return bot
 
+    async def find(self, db: AsyncSession, bot_id: str) -> Bot:
+        """Any owner's bot (for admins)."""
+        bot = await db.get(Bot, bot_id)
+        if bot is None:
+            raise NotFound("Bot not found.")
+        return bot
+
     async def document_ids(self, db: AsyncSession, bot_id: str) -> list[str]:
         """The documents the bot answers from."""
         rows = await db.execute(

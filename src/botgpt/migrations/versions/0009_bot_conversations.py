@@ -20,8 +20,8 @@ def upgrade() -> None:
     # the table, and its messages would go with it (ON DELETE CASCADE).
     if op.get_bind().dialect.name == "sqlite":
         op.execute(
-            "ALTER TABLE conversations ADD COLUMN bot_id VARCHAR(36) CONSTRAINT fk_conversations_bot "
-            "REFERENCES bots (id) ON DELETE CASCADE"
+            "ALTER TABLE conversations ADD COLUMN bot_id VARCHAR(36) "
+            "CONSTRAINT fk_conversations_bot REFERENCES bots (id) ON DELETE CASCADE"
         )
     else:
         op.add_column("conversations", sa.Column("bot_id", sa.String(length=36), nullable=True))
