@@ -170,7 +170,7 @@ async def _ingest(settings: Settings, paths: list[str], user: str | None) -> int
     service: documents.DocumentService = services["documents"]
     failures = 0
     try:
-        owner = await documents.resolve_user(service.sessions, user or settings.admin_email)
+        owner = await cli_users.resolve_user(service.sessions, user or settings.admin_email)
         with _progress_bars() as bars:
             for path in documents.expand_paths(paths):
                 task = bars.add_task(path.name[:40], total=1.0, status="queued")

@@ -26,8 +26,8 @@ async def chat_loop(
     out: TextIO,
 ) -> int:
     """Read messages from `stdin`, stream the replies to `out`; returns the exit code."""
+    from botgpt.cli_users import resolve_user
     from botgpt.conversations.turn import ChatService
-    from botgpt.documents.service import resolve_user
     from botgpt.main import create_app
 
     app = create_app(settings)

@@ -2,9 +2,10 @@
 
 from botgpt.auth.models import ApiKey, Consent, RefreshToken, User
 from botgpt.bots.models import Bot, BotVersion, bot_documents
+from botgpt.conversations.links import conversation_documents
 from botgpt.conversations.models import Conversation, Message, MessageFeedback
 from botgpt.db import Base
-from botgpt.documents.models import Document, conversation_documents
+from botgpt.documents.models import Document
 from botgpt.faqs.models import Faq, FaqCategory
 from botgpt.idempotency import IdempotencyRecord
 from botgpt.webhooks.models import Webhook, WebhookDelivery

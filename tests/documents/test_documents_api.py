@@ -480,7 +480,7 @@ async def test_reupload_retries_a_transient_failure(docs: Docs, user: AuthedUser
 
 
 async def test_conversation_document_links(docs: Docs, user: AuthedUser, ctx: AppCtx) -> None:
-    from botgpt.documents.scope import attach_documents, attached_document_ids
+    from botgpt.conversations.links import attach_documents, attached_document_ids
 
     a = await docs.ingest(user, "link-a.txt", b"Linked document A about rivers.")
     b = await docs.ingest(user, "link-b.txt", b"Linked document B about mountains.")

@@ -8,8 +8,8 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Table, bindparam, insert, select, update
 
+from botgpt.conversations.links import attach_documents, attached_document_ids
 from botgpt.conversations.models import Conversation, Message
-from botgpt.documents.scope import attach_documents, attached_document_ids
 from botgpt.ids import new_id
 
 conversations = cast(Table, Conversation.__table__)

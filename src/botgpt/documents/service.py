@@ -260,17 +260,6 @@ def expand_paths(paths: list[str]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
-async def resolve_user(sessions: async_sessionmaker[AsyncSession], reference: str) -> str:
-    """The id of the user with this id, email or external id."""
-    from botgpt.auth.service import find_user
-
-    async with sessions() as db:
-        user = await find_user(db, reference)
-    if user is None:
-        raise NotFound(f"No user with id or email {reference!r}.")
-    return user.id
-
-
 def build_document_services(
     settings: Settings,
     engine: AsyncEngine,

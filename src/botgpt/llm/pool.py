@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from botgpt.config import Settings
 from botgpt.llm.base import LLMProvider
-from botgpt.llm.factory import make_raw, build_fallback_provider, make_resilient
+from botgpt.llm.factory import build_fallback_provider, make_raw, make_resilient
 from botgpt.llm.fallback import FallbackProvider
 
 DEFAULT = "default"
