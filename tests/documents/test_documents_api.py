@@ -488,7 +488,7 @@ async def test_conversation_document_links(docs: Docs, user: AuthedUser, ctx: Ap
         "/api/v1/conversations", json={"first_message": "hi"}, headers=user.headers
     )
     conv = r.json()["conversation_id"]
-    runner = ctx.app.state.container.services["sql"]
+    runner = ctx.app.state.container.sql
     await runner.run(lambda c: attach_documents(c, conv, [a["id"], b["id"], a["id"]]))
     linked = await runner.run(lambda c: attached_document_ids(c, conv))
     assert sorted(linked) == sorted([a["id"], b["id"]])

@@ -63,9 +63,15 @@ DocumentCheck = Callable[[str, Sequence[str]], Awaitable[object]]
 class BotService:
     """The bots of each owner."""
 
-    def __init__(self, box: SecretBox, check_documents: DocumentCheck) -> None:
+    def __init__(
+        self,
+        box: SecretBox,
+        check_documents: DocumentCheck,
+        on_change: Callable[[str], None] = lambda _bot_id: None,
+    ) -> None:
         self.box = box
         self.check_documents = check_documents
+        self.on_change = on_change  # drops the public snapshot of a changed bot
 
     async def create(
         self, db: AsyncSession, owner_id: str, body: BotCreate
@@ -174,6 +180,7 @@ class BotService:
             )
         bot.updated_at = utcnow()
         await db.commit()
+        self.on_change(bot.id)
         return bot
 
     async def versions(
@@ -220,6 +227,7 @@ class BotService:
         )
         bot.updated_at = utcnow()
         await db.commit()
+        self.on_change(bot.id)
         return bot
 
     async def rotate_signing_secret(self, db: AsyncSession, owner_id: str, bot_id: str) -> str:
@@ -229,6 +237,7 @@ class BotService:
         bot.signing_secret_encrypted = self.box.encrypt(signing)
         bot.updated_at = utcnow()
         await db.commit()
+        self.on_change(bot.id)
         return signing
 
     async def delete(self, db: AsyncSession, owner_id: str, bot_id: str) -> None:
@@ -236,6 +245,7 @@ class BotService:
         bot = await self.get(db, owner_id, bot_id)
         await db.delete(bot)
         await db.commit()
+        self.on_change(bot_id)
         log.info("bot deleted", extra={"bot_id": bot_id})
 
     def provider_key(self, bot: Bot) -> str | None:

@@ -10,6 +10,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from botgpt.conversations import service
+from botgpt.conversations.records import Turn, TurnRequest
 from botgpt.conversations.schemas import (
     ConversationCreate,
     ConversationList,
@@ -22,7 +23,8 @@ from botgpt.conversations.schemas import (
 )
 from botgpt.conversations.sse import live_response
 from botgpt.conversations.streams import StreamHub
-from botgpt.conversations.turn import ChatService, Turn
+from botgpt.conversations.turn import ChatService
+from botgpt.conversations.views import turn_public
 from botgpt.deps import ActAs, ContainerDep, CurrentPrincipal, SessionDep
 from botgpt.exceptions import InvalidInput
 from botgpt.idempotency import request_fingerprint, run_once
@@ -49,14 +51,12 @@ SSE_DOC: dict[int | str, dict[str, Any]] = {
 
 def chat_service(c: ContainerDep) -> ChatService:
     """The app's chat service."""
-    chat: ChatService = c.services["chat"]
-    return chat
+    return c.chat
 
 
 def stream_hub(c: ContainerDep) -> StreamHub:
     """The app's registry of live turns."""
-    hub: StreamHub = c.services["streams"]
-    return hub
+    return c.streams
 
 
 async def respond(
@@ -90,7 +90,7 @@ async def respond(
         fingerprint = request_fingerprint(request.method, request.url.path, payload)
 
     async def action() -> BaseModel:
-        turn = await chat_service(c).complete(await prepare())
+        turn = turn_public(await chat_service(c).complete(await prepare()))
         return present(turn) if present is not None else turn
 
     return await run_once(db, owner, idempotency_key, fingerprint, status_code, action)
@@ -122,8 +122,15 @@ async def create_conversation(
         stream or body.stream,
         idempotency_key,
         201,
-        lambda: chat_service(c).start_conversation(
-            owner, body.first_message, body.mode, body.title, body.document_ids, body.language
+        lambda: chat_service(c).prepare(
+            TurnRequest(
+                owner,
+                body.first_message,
+                mode=body.mode,
+                title=body.title,
+                document_ids=body.document_ids,
+                language=body.language,
+            )
         ),
     )
 
@@ -226,8 +233,14 @@ async def _send(
         stream or body.stream,
         idempotency_key,
         status_code,
-        lambda: chat_service(c).send_message(
-            owner, conversation_id, body.content, body.document_ids, body.language
+        lambda: chat_service(c).prepare(
+            TurnRequest(
+                owner,
+                body.content,
+                conversation_id=conversation_id,
+                document_ids=body.document_ids,
+                language=body.language,
+            )
         ),
     )
 

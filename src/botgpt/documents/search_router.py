@@ -66,7 +66,7 @@ async def search_documents(
     """Search the caller's documents; results never include another user's passages."""
     owner = await c.auth.acting_user(db, principal, body.user_id)
     await db.commit()  # the scope uses its own connections: free this one meanwhile
-    scope: DocumentScope = c.services["document_scope"]
+    scope: DocumentScope = c.docs.scope
     found = await scope.passages(
         owner, body.query, document_ids=body.document_ids, k=body.k, mode=body.mode
     )

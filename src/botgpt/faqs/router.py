@@ -35,7 +35,7 @@ LanguageFilter = Annotated[
 
 def faq_service(c: ContainerDep) -> FaqService:
     """The FAQ service over the app's embedder and sessions."""
-    return FaqService(c.services["embedder"], c.sessions)
+    return FaqService(c.docs.embedder, c.sessions)
 
 
 def faq_public(faq: Faq) -> FaqPublic:
