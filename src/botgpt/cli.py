@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from botgpt import cli_chat, cli_users
+from botgpt import cli_chat, cli_keys, cli_users
 from botgpt.config import Settings
 
 
@@ -91,7 +91,7 @@ async def _work(settings: Settings) -> None:
     import signal
 
     from botgpt.db import make_engine, make_sessionmaker
-    from botgpt.documents.service import build_document_services, close_document_services
+    from botgpt.documents.service import build_document_services
     from botgpt.jobs.queue import make_queue
     from botgpt.observability.logging import configure_logging
     from botgpt.webhooks.service import Dispatcher
@@ -103,7 +103,7 @@ async def _work(settings: Settings) -> None:
     services = build_document_services(settings, engine, sessions, queue)
     # Ingestion outcomes (document.ready / document.failed) reach webhooks from here too.
     webhooks = Dispatcher(settings, sessions)
-    services["ingestor"].on_event = webhooks.emit
+    services.ingestor.on_event = webhooks.emit
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -114,7 +114,7 @@ async def _work(settings: Settings) -> None:
         print(f"BOT GPT worker running {settings.ingest_workers} job(s) at a time", flush=True)
         await stop.wait()
     finally:
-        await close_document_services(services)
+        await services.close()
         await webhooks.stop()
         await engine.dispose()
 
@@ -167,10 +167,10 @@ async def _ingest(settings: Settings, paths: list[str], user: str | None) -> int
 
     engine = make_engine(settings.effective_database_url)
     services = documents.build_document_services(settings, engine, make_sessionmaker(engine))
-    service: documents.DocumentService = services["documents"]
+    service: documents.DocumentService = services.documents
     failures = 0
     try:
-        owner = await documents.resolve_user(service.sessions, user or settings.admin_email)
+        owner = await cli_users.resolve_user(service.sessions, user or settings.admin_email)
         with _progress_bars() as bars:
             for path in documents.expand_paths(paths):
                 task = bars.add_task(path.name[:40], total=1.0, status="queued")
@@ -197,7 +197,7 @@ async def _ingest(settings: Settings, paths: list[str], user: str | None) -> int
         print(exc.message, file=sys.stderr)
         return 2
     finally:
-        await documents.close_document_services(services)
+        await services.close()
         await engine.dispose()
     return 1 if failures else 0
 
@@ -260,6 +260,7 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
     cli_users.add_parser(sub).set_defaults(func=cmd_users)
     cli_chat.add_parser(sub).set_defaults(func=cmd_chat)
+    cli_keys.add_parser(sub).set_defaults(func=lambda a: sys.exit(cli_keys.run(_settings(), a)))
     ingest = sub.add_parser("ingest", help="upload and ingest documents now")
     ingest.add_argument("paths", nargs="+", metavar="PATH", help="files or folders")
     ingest.add_argument("--user", help="owner email or id (default: the admin)")

@@ -7,10 +7,28 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 WEAK_SECRETS = {"changeme", "change-me", "secret", "dev", "development", "password", "test"}
+GROQ_BASE_URL = "https://api.groq.com/openai/v1"
+GROQ_DEFAULT_MODEL = "llama-3.1-8b-instant"
+# Settings that also answer to the name every platform (Heroku, Render, Compose files, the
+# providers' own SDKs) uses; the BOTGPT_ name wins when both are set.
+CONVENTIONAL_NAMES = {"database_url": "DATABASE_URL", "redis_url": "REDIS_URL"}
+PROVIDER_KEY_NAMES = {
+    "openai": "OPENAI_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+    "groq": "GROQ_API_KEY",
+}
 
 
 # --- LLM fallback chain (resilience, DESIGN.md section 3 step 5) -------------------
@@ -45,14 +63,21 @@ class Settings(BaseSettings):
     """Every tunable of the service; invalid values stop the start with the variable's name."""
 
     model_config = SettingsConfigDict(
-        env_prefix="BOTGPT_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="BOTGPT_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
     )
 
     environment: Literal["development", "production", "test"] = "development"
     data_dir: Path = Path("./data")
-    database_url: str = ""
+    database_url: str = Field(
+        "", validation_alias=AliasChoices("BOTGPT_DATABASE_URL", "DATABASE_URL")
+    )
     db_pool_size: int = Field(10, ge=1, le=200)
-    redis_url: str = ""  # redis://host:port/db: rate limits shared by every process
+    # redis://host:port/db: rate limits, jobs, revocations and live replies shared by processes
+    redis_url: str = Field("", validation_alias=AliasChoices("BOTGPT_REDIS_URL", "REDIS_URL"))
     # Rate limits ("N/second|minute|hour|day", ";"-separated; empty turns a group off).
     # Chat turns (REST, WebSocket, /v1/chat/completions) count per acting user; sign-in,
     # registration and token refresh count per client address.
@@ -76,13 +101,19 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = None  # when set, GET /metrics needs "Bearer <token>"
 
     jwt_secret: SecretStr | None = None
+    # Fernet key(s) for secrets at rest (bots' provider keys): "new,old" while rotating.
+    encryption_key: SecretStr | None = None
     access_token_minutes: int = Field(15, ge=1, le=24 * 60)
     refresh_token_days: int = Field(30, ge=1, le=365)
     api_key_cache_seconds: float = Field(30.0, ge=0)
 
-    llm_provider: Literal["local", "openai", "anthropic", "fake"] = "local"
-    llm_base_url: str = "https://api.openai.com/v1"
+    llm_provider: Literal["local", "openai", "anthropic", "groq", "fake"] = "local"
+    llm_base_url: str = Field("", description="Empty: the provider's public endpoint.")
     llm_api_key: SecretStr | None = None
+    # The providers' conventional key variables, used when BOTGPT_LLM_API_KEY is not set.
+    openai_api_key: SecretStr | None = Field(None, validation_alias="OPENAI_API_KEY")
+    anthropic_api_key: SecretStr | None = Field(None, validation_alias="ANTHROPIC_API_KEY")
+    groq_api_key: SecretStr | None = Field(None, validation_alias="GROQ_API_KEY")
     llm_model: str = ""
     llm_max_tokens: int = Field(512, ge=1)
     llm_temperature: float = Field(0.7, ge=0, le=2)
@@ -137,15 +168,7 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _check_db_url(cls, v: str) -> str:
-        if v and not v.startswith(
-            ("sqlite+aiosqlite://", "postgresql+asyncpg://", "postgresql://")
-        ):
-            raise ValueError(
-                "BOTGPT_DATABASE_URL must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
-            )
-        if v.startswith("postgresql://"):
-            v = "postgresql+asyncpg://" + v[len("postgresql://") :]
-        return v
+        return normalise_database_url(v)
 
     @field_validator("rate_limit_chat", "rate_limit_auth")
     @classmethod
@@ -178,10 +201,42 @@ class Settings(BaseSettings):
             raise ValueError("BOTGPT_JWT_SECRET must be at least 32 random characters")
         return v
 
+    @field_validator("encryption_key")
+    @classmethod
+    def _check_encryption_key(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is None:
+            return v
+        from cryptography.fernet import Fernet
+
+        for key in (k.strip() for k in v.get_secret_value().split(",")):
+            try:
+                Fernet(key.encode())
+            except ValueError as e:
+                raise ValueError(
+                    "BOTGPT_ENCRYPTION_KEY must be Fernet keys (32 url-safe base64 bytes), "
+                    "comma-separated; `botgpt keys new` makes one"
+                ) from e
+        return v
+
+    def encryption_keys(self) -> list[str]:
+        """The keys secrets at rest are encrypted with (the first) and read with (all)."""
+        from botgpt.bots.secrets import configured_keys
+
+        raw = self.encryption_key.get_secret_value() if self.encryption_key else ""
+        return configured_keys(raw, self.data_dir)
+
     @model_validator(mode="after")
     def _check_provider(self) -> Settings:
+        if self.llm_api_key is None and self.llm_provider in PROVIDER_KEY_NAMES:
+            self.llm_api_key = getattr(self, f"{self.llm_provider}_api_key")
+        if self.llm_provider == "groq":
+            self.llm_base_url = self.llm_base_url or GROQ_BASE_URL
+            self.llm_model = self.llm_model or GROQ_DEFAULT_MODEL
         if self.llm_provider == "anthropic" and self.llm_api_key is None:
-            raise ValueError("BOTGPT_LLM_API_KEY is required when BOTGPT_LLM_PROVIDER=anthropic")
+            raise ValueError(
+                "BOTGPT_LLM_API_KEY (or ANTHROPIC_API_KEY) is required when "
+                "BOTGPT_LLM_PROVIDER=anthropic"
+            )
         if self.environment == "production" and self.jwt_secret is None:
             raise ValueError("BOTGPT_JWT_SECRET must be set in production")
         return self
@@ -220,6 +275,9 @@ class Settings(BaseSettings):
     embedding_dimension: int = Field(384, ge=8, le=4096)
     embedding_batch_size: int = Field(16, ge=1, le=512)
     ingest_workers: int = Field(1, ge=1, le=8)
+    query_embedding_cache_size: int = Field(
+        10_000, ge=0, le=1_000_000, description="Query vectors kept (0: off); Redis shares them."
+    )
     # With BOTGPT_REDIS_URL, jobs go to a Redis stream; `serve` runs them too unless this is
     # false (then only `botgpt worker` processes do).
     jobs_in_server: bool = True
@@ -238,3 +296,59 @@ class Settings(BaseSettings):
         return self
 
     # --- end documents and retrieval ---------------------------------------------------
+
+
+def normalise_database_url(url: str) -> str:
+    """The async-driver form of a database URL, or ValueError naming what is accepted.
+
+    Platforms hand out ``postgres://`` or ``postgresql://`` URLs, often with libpq's
+    ``sslmode``; asyncpg needs ``postgresql+asyncpg://`` and calls the option ``ssl``.
+    """
+    if not url:
+        return url
+    for plain in ("postgres://", "postgresql://"):
+        if url.startswith(plain):
+            url = "postgresql+asyncpg://" + url[len(plain) :]
+            url = url.replace("sslmode=", "ssl=")
+    if not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+        raise ValueError(
+            "BOTGPT_DATABASE_URL (or DATABASE_URL) must start with sqlite+aiosqlite://, "
+            "postgresql+asyncpg://, postgresql:// or postgres://"
+        )
+    return url
+
+
+def setting_sources(settings: Settings, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Where each set setting came from, for the start-up log; never the values.
+
+    A source is an environment variable's name, `.env NAME`, or `derived` (filled in from
+    another setting, e.g. Groq's endpoint, or passed to the constructor).
+    """
+    import os
+
+    env = {k.upper(): v for k, v in (os.environ if environ is None else environ).items()}
+    dotenv = _dotenv_names(settings)
+    sources: dict[str, str] = {}
+    for name in sorted(settings.model_fields_set):
+        candidates = [f"BOTGPT_{name.upper()}"]
+        if name in CONVENTIONAL_NAMES:
+            candidates.append(CONVENTIONAL_NAMES[name])
+        if name == "llm_api_key" and settings.llm_provider in PROVIDER_KEY_NAMES:
+            candidates.append(PROVIDER_KEY_NAMES[settings.llm_provider])
+        alias = type(settings).model_fields[name].validation_alias
+        if isinstance(alias, str):
+            candidates = [alias]
+        found = next((c for c in candidates if c in env), None)
+        if found is None:
+            found = next((f".env {c}" for c in candidates if c in dotenv), "derived")
+        sources[name] = found
+    return sources
+
+
+def _dotenv_names(settings: Settings) -> set[str]:
+    env_file = settings.model_config.get("env_file")
+    if not isinstance(env_file, str | Path) or not Path(env_file).is_file():
+        return set()
+    from dotenv import dotenv_values
+
+    return {k.upper() for k in dotenv_values(env_file)}

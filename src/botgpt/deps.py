@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Query, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from botgpt.auth.service import AuthService, Principal
-from botgpt.config import Settings
+from botgpt.auth.service import Principal
+from botgpt.container import Container
 from botgpt.exceptions import AuthenticationFailed
-
-
-@dataclass
-class Container:
-    """Everything long-lived the app needs, built once at start."""
-
-    settings: Settings
-    engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
-    auth: AuthService
-    services: dict[str, Any] = field(default_factory=dict)
 
 
 async def get_container(request: Request) -> Container:
@@ -59,18 +47,9 @@ async def get_principal(
 
 async def limit_sign_in(request: Request) -> None:
     """Count a sign-in, registration or token refresh against the client address's limit."""
-    limiter = request.app.state.container.services["limits.auth"]
+    limiter = request.app.state.container.limits.auth
     if limiter.enabled:
         await limiter.hit(request.client.host if request.client else "unknown")
-
-
-async def limit_chat(
-    request: Request, principal: Annotated[Principal, Depends(get_principal)]
-) -> None:
-    """Count a chat turn against the caller's limit (for routes that act only as the caller)."""
-    limiter = request.app.state.container.services["limits.chat"]
-    if limiter.enabled:
-        await limiter.hit(principal.user_id)
 
 
 ContainerDep = Annotated[Container, Depends(get_container)]

@@ -81,18 +81,8 @@ def status_for_llm(error: llm_errors.LLMError) -> int:
 
 def llm_error_payload(error: llm_errors.LLMError) -> dict[str, Any]:
     """A client-safe description of a provider failure."""
-    return {"code": error.code, "message": _LLM_MESSAGES.get(error.code, "The model failed.")}
+    return dict(llm_errors.client_error(error))
 
-
-_LLM_MESSAGES = {
-    "provider_timeout": "The language model did not answer in time.",
-    "provider_rate_limited": "The language model is rate limiting requests; try again shortly.",
-    "provider_unavailable": "The language model is unavailable right now.",
-    "provider_bad_response": "The language model sent a response that could not be read.",
-    "provider_auth_failed": "The language model provider refused the configured credentials.",
-    "provider_request_rejected": "The language model provider rejected the request.",
-    "provider_circuit_open": "The language model is temporarily disabled after repeated failures.",
-}
 
 _HTTP_CODES = {
     400: "bad_request",

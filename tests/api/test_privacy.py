@@ -31,7 +31,7 @@ TULIPS = b"Tulips were traded for fortunes in Amsterdam during the seventeenth c
 @pytest.fixture(scope="module")
 async def jobs_started(app_ctx: AppCtx) -> AsyncIterator[None]:
     """Ingestion runs on the job queue, which the test client does not start."""
-    jobs: InProcessJobQueue = app_ctx.app.state.container.services["jobs"]
+    jobs: InProcessJobQueue = app_ctx.app.state.container.docs.jobs
     started_here = not jobs._workers
     await jobs.start()
     yield
@@ -118,9 +118,15 @@ async def test_export_has_own_data_and_nothing_else(
         "email",
         "external_id",
         "display_name",
+        "username",
+        "full_name",
+        "role",
         "is_admin",
         "created_at",
+        "last_login_at",
+        "consents",
     }
+    assert body["consent_history"] == []
     # Conversations exactly as GET /conversations/{id} shows them (messages, citations, usage).
     assert {c["id"] for c in body["conversations"]} == {grounded, plain}
     for exported in body["conversations"]:

@@ -193,3 +193,32 @@ async def test_summary_request_gets_passages(
     reply = r.json()["assistant_message"]
     assert reply["content"].startswith("It covers")  # the model was asked, with sources
     assert reply["citations"] and reply["citations"][0]["document_id"] == doc["id"]
+
+
+async def test_citation_names_the_page_of_the_cited_sentence(
+    client: httpx.AsyncClient, docs: Docs, user: AuthedUser, fake: FakeProvider
+) -> None:
+    from tests.documents.samples import make_pdf
+
+    pdf = make_pdf(
+        [
+            "The handbook covers leave. Staff plan their holidays early.",
+            "Zebra crossings are painted yellow on the campus roads.",
+            "Parking permits are renewed every January at the front desk.",
+        ]
+    )
+    doc = await docs.ingest(user, "handbook.pdf", pdf, "application/pdf")
+    assert doc["status"] == "ready" and doc["pages"] == 3
+    fake.enqueue(cite_passage("Zebra crossings", "Zebra crossings are painted yellow [{n}]."))
+    r = await _grounded(client, user, doc["id"], "What colour are the zebra crossings?")
+    assert r.status_code == 201, r.text
+    cite = r.json()["assistant_message"]["citations"][0]
+    # The passage is the whole short document (pages 1-3); the cited sentence is on page 2.
+    assert (cite["page_start"], cite["page_end"]) == (1, 3)
+    assert cite["page"] == 2
+    assert cite["snippet"].startswith("Zebra crossings are painted yellow")
+    found = await client.post(
+        "/api/v1/search", json={"query": "zebra crossings yellow"}, headers=user.headers
+    )
+    hit = found.json()["results"][0]
+    assert (hit["page"], hit["page_end"]) == (1, 3)

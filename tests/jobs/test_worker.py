@@ -142,7 +142,7 @@ async def take_over() -> str:
             )
             document_id = r.json()["id"]
         # A worker took the job, got half-way and died: the entry stays pending.
-        jobs: RedisJobQueue = app.state.container.services["jobs"]
+        jobs: RedisJobQueue = app.state.container.docs.jobs
         assert await jobs.client.xreadgroup(jobs.group, "dead", {jobs.stream: ">"}, count=1)
         async with app.state.container.engine.begin() as conn:
             await conn.execute(

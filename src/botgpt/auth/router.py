@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, status
 
+from botgpt.auth.profile import user_public
 from botgpt.auth.schemas import (
     ApiKeyCreate,
     ApiKeyCreated,
@@ -39,9 +40,8 @@ def _tokens(pair: TokenPair) -> TokenPublic:
     dependencies=SIGN_IN_LIMITED,
 )
 async def register(body: UserCreate, db: SessionDep, c: ContainerDep) -> UserPublic:
-    """Create an account with email and password."""
-    user = await c.auth.register(db, body.email, body.password, body.display_name)
-    return UserPublic.model_validate(user)
+    """Create an account with email and password (and optionally profile and consents)."""
+    return await user_public(db, await c.auth.register(db, body))
 
 
 @router.post("/auth/login", responses=errors_doc(401, 422, 429), dependencies=SIGN_IN_LIMITED)
@@ -66,8 +66,8 @@ async def logout(
 
 @router.get("/users/me", responses=errors_doc(401))
 async def me(principal: CurrentPrincipal, db: SessionDep, c: ContainerDep) -> UserPublic:
-    """The authenticated user."""
-    return UserPublic.model_validate(await c.auth.get_user(db, principal.user_id))
+    """The authenticated user, with role, profile and the consents in force."""
+    return await user_public(db, await c.auth.get_user(db, principal.user_id))
 
 
 @router.post("/api-keys", status_code=status.HTTP_201_CREATED, responses=errors_doc(401, 403, 422))

@@ -66,12 +66,14 @@ class TokenCodec:
         """Lifetime of an access token in seconds."""
         return int(self._ttl.total_seconds())
 
-    def issue_access(self, user_id: str, session_id: str) -> str:
-        """Sign an access token for a user's login session."""
+    def issue_access(self, user_id: str, session_id: str, role: str = "user") -> str:
+        """Sign an access token for a user's login session (the role is informative: every
+        request re-reads the account, so a changed role applies before the token expires)."""
         now = utcnow()
         claims: dict[str, Any] = {
             "sub": user_id,
             "sid": session_id,
+            "role": role,
             "typ": "access",
             "iat": now,
             "exp": now + self._ttl,

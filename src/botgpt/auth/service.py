@@ -12,7 +12,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from botgpt.auth.models import ApiKey, RefreshToken, User
+from botgpt.auth.profile import add_consents, check_username_free
 from botgpt.auth.revocations import RevocationBus
+from botgpt.auth.schemas import UserCreate
 from botgpt.auth.security import (
     API_KEY_PREFIX,
     TokenCodec,
@@ -41,6 +43,7 @@ class Principal:
     is_service: bool
     kind: str  # "jwt" | "api_key"
     session_id: str | None = None
+    role: str = "user"  # user | admin | analyst (reads analytics)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,18 +111,23 @@ class AuthService:
         self.revocations: RevocationBus | None = None
 
     # -- users -------------------------------------------------------------------------------
-    async def register(
-        self, db: AsyncSession, email: str, password: str, display_name: str | None
-    ) -> User:
-        """Create a user with an argon2-hashed password."""
+    async def register(self, db: AsyncSession, form: UserCreate) -> User:
+        """Create a user with an argon2-hashed password, its profile and its consents."""
+        if form.username:
+            await check_username_free(db, form.username, None)
         user = User(
             id=new_id(),
-            email=email.lower(),
-            display_name=display_name,
-            password_hash=await hash_password(password),
+            email=str(form.email).lower(),
+            display_name=form.display_name,
+            username=form.username,
+            full_name=form.full_name,
+            role="user",
+            password_hash=await hash_password(form.password),
         )
         db.add(user)
         try:
+            await db.flush()  # the user row first: consents refer to it
+            add_consents(db, user.id, form.consents)
             await db.commit()
         except IntegrityError as e:
             await db.rollback()
@@ -143,9 +151,12 @@ class AuthService:
             or not await verify_password(user.password_hash, password)
         ):
             raise AuthenticationFailed("Wrong email or password.")
-        return await self._issue(db, user.id, new_id())
+        user.last_login_at = utcnow()
+        return await self._issue(db, user.id, new_id(), user.role)
 
-    async def _issue(self, db: AsyncSession, user_id: str, family_id: str) -> TokenPair:
+    async def _issue(
+        self, db: AsyncSession, user_id: str, family_id: str, role: str = "user"
+    ) -> TokenPair:
         token, token_hash = new_refresh_token()
         db.add(
             RefreshToken(
@@ -157,7 +168,7 @@ class AuthService:
         )
         await db.commit()
         return TokenPair(
-            access_token=self.codec.issue_access(user_id, family_id),
+            access_token=self.codec.issue_access(user_id, family_id, role),
             refresh_token=token,
             expires_in=self.codec.access_ttl_seconds,
         )
@@ -176,7 +187,8 @@ class AuthService:
             await self._revoke_family(db, row.family_id)
             raise AuthenticationFailed("The refresh token was already used; please log in again.")
         row.revoked_at = utcnow()
-        return await self._issue(db, row.user_id, row.family_id)
+        role = (await db.execute(select(User.role).where(User.id == row.user_id))).scalar()
+        return await self._issue(db, row.user_id, row.family_id, role or "user")
 
     async def logout(
         self, db: AsyncSession, principal: Principal, refresh_token: str | None
@@ -248,7 +260,7 @@ class AuthService:
         user = await db.get(User, claims.user_id)
         if user is None or not user.is_active:
             raise AuthenticationFailed("The account is disabled.")
-        return Principal(user.id, user.is_admin, False, "jwt", claims.session_id)
+        return Principal(user.id, user.is_admin, False, "jwt", claims.session_id, user.role)
 
     async def _authenticate_key(self, db: AsyncSession, key: str) -> Principal:
         key_hash = digest(key)
@@ -257,7 +269,7 @@ class AuthService:
             return cached
         row = (
             await db.execute(
-                select(ApiKey.id, ApiKey.is_service, User.id, User.is_admin)
+                select(ApiKey.id, ApiKey.is_service, User.id, User.is_admin, User.role)
                 .join(User, User.id == ApiKey.user_id)
                 .where(
                     ApiKey.key_hash == key_hash,
@@ -268,10 +280,12 @@ class AuthService:
         ).first()
         if row is None:
             raise AuthenticationFailed("The API key is invalid or revoked.")
-        key_id, is_service, user_id, is_admin = row
+        key_id, is_service, user_id, is_admin, role = row
         await db.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=utcnow()))
         await db.commit()
-        principal = Principal(user_id, is_admin, bool(is_service and is_admin), "api_key")
+        principal = Principal(
+            user_id, is_admin, bool(is_service and is_admin), "api_key", role=role or "user"
+        )
         self._keys.put(key_hash, principal)
         return principal
 
@@ -399,7 +413,9 @@ class AuthService:
         exists = (await db.execute(select(User.id).where(User.is_admin.is_(True)).limit(1))).first()
         if exists is not None:
             return None
-        admin = User(id=new_id(), email=email, display_name="Administrator", is_admin=True)
+        admin = User(
+            id=new_id(), email=email, display_name="Administrator", is_admin=True, role="admin"
+        )
         db.add(admin)
         await db.flush()
         plaintext, prefix, key_hash = new_api_key()

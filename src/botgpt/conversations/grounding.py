@@ -15,6 +15,9 @@ GROUNDING_RULES = (
     "If the sources do not contain the answer, say that you cannot find it in the documents."
 )
 _MARKER = re.compile(r"\[(\d{1,3})\]")
+# A sentence ends at . ! ? (followed by space or end) or at a line break.
+_SENTENCE = re.compile(r".+?(?:[.!?](?=\s|$)|\n|$)", re.DOTALL)
+_WORD = re.compile(r"\w+")
 # Words that point back to something said earlier: the question is not self-contained.
 _ANAPHORA = re.compile(
     r"\b(it|its|one|ones|that|this|those|these|they|them|their|he|she|him|her|there|"
@@ -51,17 +54,26 @@ class Source:
     hit: Hit
     filename: str
 
-    def citation(self, marked: bool) -> dict[str, Any]:
-        """The stored citation: where the passage is, and a snippet of it."""
+    def citation(self, marked: bool, claim: str = "") -> dict[str, Any]:
+        """The stored citation: where the passage is, and a snippet of it.
+
+        ``claim`` is the answer text that cites this source; the passage sentence sharing
+        most words with it gives the citation's ``page`` (a passage may cross a page break)
+        and starts the snippet. ``page_start``/``page_end`` are the whole passage's pages.
+        """
+        quoted = quoted_offset(self.hit.text, claim) if claim else None
+        offset = quoted or 0
         return {
             "number": self.number,
             "document_id": self.hit.document_id,
             "document_name": self.filename,
             "chunk_id": self.hit.chunk_id,
-            "page": self.hit.page,
+            "page": self.hit.page_at(offset),
+            "page_start": self.hit.page,
+            "page_end": self.hit.page_end if self.hit.page_end is not None else self.hit.page,
             "char_start": self.hit.char_start,
             "char_end": self.hit.char_end,
-            "snippet": _snippet(self.hit.text),
+            "snippet": _snippet(self.hit.text[offset:]),
             "score": round(self.hit.score, 6),
             "cited_in_answer": marked,
         }
@@ -105,14 +117,49 @@ def citations(answer: str, sources: Sequence[Source]) -> list[dict[str, Any]]:
     cited in the answer, so a reader can still check what the answer was grounded on.
     """
     by_number = {s.number: s for s in sources}
-    seen: list[int] = []
-    for match in _MARKER.finditer(answer):
-        n = int(match.group(1))
-        if n in by_number and n not in seen:
-            seen.append(n)
-    if not seen:
+    claims: dict[int, list[str]] = {}
+    previous = ""
+    for start, end in _sentence_spans(answer):
+        sentence = answer[start:end]
+        claim = _MARKER.sub("", sentence)
+        if not _content_words(claim):
+            claim = previous  # "... 25 days. [1]": the marker belongs to the sentence before
+        for match in _MARKER.finditer(sentence):
+            n = int(match.group(1))
+            if n in by_number:
+                claims.setdefault(n, []).append(claim)
+        previous = claim
+    if not claims:
         return [s.citation(False) for s in sources]
-    return [by_number[n].citation(True) for n in seen]
+    return [by_number[n].citation(True, " ".join(texts)) for n, texts in claims.items()]
+
+
+def quoted_offset(passage: str, claim: str) -> int | None:
+    """Where in ``passage`` the sentence sharing the most words with ``claim`` starts.
+
+    None when no sentence shares a content word (the claim paraphrases too freely to place).
+    """
+    wanted = _content_words(claim)
+    best, best_overlap = None, 0
+    for start, end in _sentence_spans(passage):
+        overlap = len(wanted & _content_words(passage[start:end]))
+        if overlap > best_overlap:
+            best, best_overlap = start, overlap
+    return best
+
+
+def _sentence_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans of the sentences (or lines) of ``text``, leading blanks skipped."""
+    spans = []
+    for match in _SENTENCE.finditer(text):
+        start = match.start() + len(match.group()) - len(match.group().lstrip())
+        if start < match.end():
+            spans.append((start, match.end()))
+    return spans
+
+
+def _content_words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if len(w) > 2}
 
 
 def _snippet(text: str) -> str:
@@ -182,15 +229,21 @@ class Grounder:
         document_ids: Sequence[str],
         question: str,
         history: Sequence[HistoryMessage],
+        *,
+        top_k: int | None = None,
+        min_score: float | None = None,
     ) -> Grounding:
-        """Search the documents for the question made self-contained."""
+        """Search the documents for the question made self-contained.
+
+        `top_k` and `min_score` (the relevance floor) come from the turn's profile; None
+        takes the defaults.
+        """
+        k = top_k or self.top_k
         query = search_query(question, history)
-        hits = await self.scope.search(owner_id, document_ids, query, self.top_k)
+        hits = await self.scope.search(owner_id, document_ids, query, k, min_score=min_score)
         if not hits and _WHOLE_DOCUMENT.search(question):
             # "Summarize the document" matches no passage in particular; give the model the
             # best-ranked passages regardless of the relevance floor.
-            hits = await self.scope.search(
-                owner_id, document_ids, query, self.top_k, min_score=-1.0
-            )
+            hits = await self.scope.search(owner_id, document_ids, query, k, min_score=-1.0)
         names = await self.scope.filenames(owner_id, {h.document_id for h in hits})
         return Grounding(query, number_sources(hits, names))

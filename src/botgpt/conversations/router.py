@@ -12,6 +12,7 @@ from sqlalchemy import Select, select
 
 from botgpt.conversations import service
 from botgpt.conversations.models import Conversation
+from botgpt.conversations.records import Turn, TurnRequest
 from botgpt.conversations.schemas import (
     ConversationCreate,
     ConversationList,
@@ -24,7 +25,8 @@ from botgpt.conversations.schemas import (
 )
 from botgpt.conversations.sse import live_response
 from botgpt.conversations.streams import StreamHub
-from botgpt.conversations.turn import ChatService, Turn
+from botgpt.conversations.turn import ChatService
+from botgpt.conversations.views import turn_public
 from botgpt.deps import ActAs, ContainerDep, CurrentPrincipal, SessionDep
 from botgpt.exceptions import InvalidInput
 from botgpt.idempotency import request_fingerprint, run_once
@@ -59,14 +61,12 @@ def owner_of(conversation_id: str) -> Select[str]:
 
 def chat_service(c: ContainerDep) -> ChatService:
     """The app's chat service."""
-    chat: ChatService = c.services["chat"]
-    return chat
+    return c.chat
 
 
 def stream_hub(c: ContainerDep) -> StreamHub:
     """The app's registry of live turns."""
-    hub: StreamHub = c.services["streams"]
-    return hub
+    return c.streams
 
 
 async def respond(
@@ -100,7 +100,7 @@ async def respond(
         fingerprint = request_fingerprint(request.method, request.url.path, payload)
 
     async def action() -> BaseModel:
-        turn = await chat_service(c).complete(await prepare())
+        turn = turn_public(await chat_service(c).complete(await prepare()))
         return present(turn) if present is not None else turn
 
     return await run_once(db, owner, idempotency_key, fingerprint, status_code, action)
@@ -133,8 +133,15 @@ async def create_conversation(
         stream or body.stream,
         idempotency_key,
         201,
-        lambda: chat_service(c).start_conversation(
-            owner, body.first_message, body.mode, body.title, body.document_ids, body.language
+        lambda: chat_service(c).prepare(
+            TurnRequest(
+                owner,
+                body.first_message,
+                mode=body.mode,
+                title=body.title,
+                document_ids=body.document_ids,
+                language=body.language,
+            )
         ),
     )
 
@@ -246,8 +253,14 @@ async def _send(
         stream or body.stream,
         idempotency_key,
         status_code,
-        lambda: chat_service(c).send_message(
-            owner, conversation_id, body.content, body.document_ids, body.language
+        lambda: chat_service(c).prepare(
+            TurnRequest(
+                owner,
+                body.content,
+                conversation_id=conversation_id,
+                document_ids=body.document_ids,
+                language=body.language,
+            )
         ),
     )
 

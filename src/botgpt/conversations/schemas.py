@@ -139,6 +139,11 @@ class MessagePublic(BaseModel):
     error: MessageError | None = None
     citations: list[dict[str, Any]] | None = None
     context_manifest: dict[str, Any] | None = None
+    source: str | None = Field(
+        default=None, description="model | faq (answered from an FAQ) | not_found (documents)"
+    )
+    faq_id: str | None = None
+    bot_version: int | None = Field(default=None, description="The bot version that wrote it.")
 
 
 class ConversationSummary(BaseModel):

@@ -9,6 +9,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from botgpt.conversations import store
+from botgpt.conversations.records import TurnEvent, TurnRequest
 from botgpt.conversations.router import (
     SSE_DOC,
     TURN_ERRORS,
@@ -26,7 +27,6 @@ from botgpt.conversations.sse import (
     remote_response,
     replay_response,
 )
-from botgpt.conversations.turn import TurnEvent
 from botgpt.conversations.views import message_public
 from botgpt.deps import ActAs, ContainerDep, CurrentPrincipal, SessionDep
 from botgpt.exceptions import NotFound
@@ -63,7 +63,9 @@ async def regenerate(
         stream,
         idempotency_key,
         201,
-        lambda: chat_service(c).regenerate(owner, conversation_id, message_id),
+        lambda: chat_service(c).prepare(
+            TurnRequest(owner, conversation_id=conversation_id, regenerate=message_id)
+        ),
     )
 
 

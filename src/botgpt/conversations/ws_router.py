@@ -12,13 +12,14 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from sqlalchemy import select
 
 from botgpt.auth.service import Principal
+from botgpt.container import Container
 from botgpt.conversations.models import Message
+from botgpt.conversations.records import TurnRequest
 from botgpt.conversations.router import owner_of
 from botgpt.conversations.schemas import Language, _normalise_mode
 from botgpt.conversations.streams import StreamHub
 from botgpt.conversations.turn import ChatService
 from botgpt.conversations.turn_router import stop_owned_reply
-from botgpt.deps import Container
 from botgpt.errors import llm_error_payload
 from botgpt.exceptions import DomainError, NotFound, PermissionDenied
 from botgpt.llm.errors import LLMError
@@ -161,8 +162,8 @@ async def chat_ws(ws: WebSocket) -> None:
     if principal is None:
         return
     path_user = ws.path_params.get("user_id")
-    chat: ChatService = c.services["chat"]
-    hub: StreamHub = c.services["streams"]
+    chat: ChatService = c.chat
+    hub: StreamHub = c.streams
     streams: set[asyncio.Task[None]] = set()
     send_lock = asyncio.Lock()
 
@@ -206,14 +207,15 @@ async def chat_ws(ws: WebSocket) -> None:
                         raise NotFound("Message not found.")
                     continue
                 content = frame.content or ""
-                if conversation_id is None:
-                    turn = await chat.start_conversation(
-                        owner, content, frame.mode, None, (), frame.language
+                turn = await chat.prepare(
+                    TurnRequest(
+                        owner,
+                        content,
+                        conversation_id=conversation_id,
+                        mode=frame.mode,
+                        language=frame.language,
                     )
-                else:
-                    turn = await chat.send_message(
-                        owner, conversation_id, content, None, frame.language
-                    )
+                )
             except DomainError as e:
                 await send({"type": "error", "data": {"code": e.code, "message": e.message}})
                 continue
@@ -221,7 +223,7 @@ async def chat_ws(ws: WebSocket) -> None:
                 await send({"type": "error", "data": llm_error_payload(e)})
                 continue
             hub.start(turn)
-            task = asyncio.create_task(pump(turn.assistant["id"]))
+            task = asyncio.create_task(pump(turn.assistant.id))
             streams.add(task)
             task.add_done_callback(streams.discard)
     except WebSocketDisconnect:

@@ -50,6 +50,9 @@ class Chunk:
     char_end: int
     token_count: int
     heading: str  # heading path above the chunk ("Part 1 > Methods"), "" when there is none
+    # (offset in ``text``, page number) of each page that starts inside the chunk, so a
+    # citation can name the page of the sentence it quotes rather than the chunk's first.
+    page_breaks: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +133,11 @@ def chunk_text(
                     char_end=span_end,
                     token_count=span_tokens(span_start, span_end),
                     heading=heading,
+                    page_breaks=tuple(
+                        (offset - span_start, number)
+                        for offset, number in zip(page_offsets, page_numbers, strict=True)
+                        if span_start < offset < span_end
+                    ),
                 )
             )
     return chunks
@@ -154,6 +162,8 @@ def chunk_record(
         char_start=chunk.char_start,
         char_end=chunk.char_end,
         page=chunk.page,
+        page_end=chunk.page_end,
+        page_breaks=chunk.page_breaks,
         token_count=chunk.token_count,
         heading=chunk.heading,
     )

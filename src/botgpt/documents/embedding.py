@@ -25,6 +25,7 @@ from botgpt.retrieval.embedders import (
     HashEmbedder,
     Vectors,
 )
+from botgpt.retrieval.query_cache import QueryEmbeddingCache
 
 DEFAULT_OPENAI_EMBEDDING_MODEL = "text-embedding-3-small"
 
@@ -32,12 +33,19 @@ DEFAULT_OPENAI_EMBEDDING_MODEL = "text-embedding-3-small"
 class LazyEmbedder(Embedder):
     """One shared embedder, built on first use (model files are read only when needed)."""
 
-    def __init__(self, factory: Callable[[], Embedder], name: str, dimension: int) -> None:
+    def __init__(
+        self,
+        factory: Callable[[], Embedder],
+        name: str,
+        dimension: int,
+        query_cache: QueryEmbeddingCache | None = None,
+    ) -> None:
         self._factory = factory
         self._inner: Embedder | None = None
         self._lock = asyncio.Lock()
         self.name = name
         self.dimension = dimension
+        self.query_cache = query_cache
 
     async def get(self) -> Embedder:
         """The underlying embedder, created (in a thread) the first time."""
@@ -58,8 +66,14 @@ class LazyEmbedder(Embedder):
         return await (await self.get()).embed(texts)
 
     async def embed_query(self, text: str) -> NDArray[np.float32]:
-        """Embed a search query with the underlying embedder."""
-        return await (await self.get()).embed_query(text)
+        """Embed a search query with the underlying embedder (cached when configured)."""
+        if self.query_cache is None:
+            return await (await self.get()).embed_query(text)
+
+        async def compute() -> NDArray[np.float32]:
+            return await (await self.get()).embed_query(text)
+
+        return await self.query_cache.get_or_compute(self.name, text, compute)
 
     async def token_counter(self) -> CountTokens:
         """The embedder's own token counter when it has one (MiniLM), else an estimate."""
@@ -70,11 +84,18 @@ class LazyEmbedder(Embedder):
         """Close the underlying embedder if it was created."""
         if self._inner is not None:
             await self._inner.aclose()
+        if self.query_cache is not None:
+            await self.query_cache.aclose()
 
 
 def build_embedder(settings: Settings) -> LazyEmbedder:
     """The embedder chosen by ``BOTGPT_EMBEDDING_*`` (local MiniLM, OpenAI-compatible, hash)."""
     provider = settings.embedding_provider
+    cache = (
+        QueryEmbeddingCache(settings.query_embedding_cache_size, settings.redis_url)
+        if settings.query_embedding_cache_size
+        else None
+    )
     if provider == "openai":
         from botgpt.retrieval.embedders import OpenAICompatEmbedder
 
@@ -93,17 +114,17 @@ def build_embedder(settings: Settings) -> LazyEmbedder:
                 send_dimensions=model.startswith("text-embedding-3"),
             )
 
-        return LazyEmbedder(openai, model, dimension)
+        return LazyEmbedder(openai, model, dimension, cache)
     if provider == "hash":
         dimension = settings.embedding_dimension
-        return LazyEmbedder(lambda: HashEmbedder(dimension), "hash-test", dimension)
+        return LazyEmbedder(lambda: HashEmbedder(dimension), "hash-test", dimension, cache)
 
     def minilm() -> Embedder:
         from botgpt.retrieval.embedders import MiniLMOnnxEmbedder
 
         return MiniLMOnnxEmbedder()
 
-    return LazyEmbedder(minilm, MINILM_MODEL_NAME, MINILM_DIMENSION)
+    return LazyEmbedder(minilm, MINILM_MODEL_NAME, MINILM_DIMENSION, cache)
 
 
 async def index_dimension(conn: AsyncConnection) -> int | None:

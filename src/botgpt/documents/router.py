@@ -130,7 +130,7 @@ def media_type(doc: Document) -> str:
 
 
 def _documents(c: ContainerDep) -> DocumentService:
-    service: DocumentService = c.services["documents"]
+    service: DocumentService = c.docs.documents
     return service
 
 

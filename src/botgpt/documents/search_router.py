@@ -42,6 +42,7 @@ class SearchPassage(BaseModel):
     filename: str
     chunk_id: str
     page: int | None
+    page_end: int | None
     char_start: int
     char_end: int
     heading: str
@@ -65,7 +66,7 @@ async def search_documents(
     """Search the caller's documents; results never include another user's passages."""
     owner = await c.auth.acting_user(db, principal, body.user_id)
     await db.commit()  # the scope uses its own connections: free this one meanwhile
-    scope: DocumentScope = c.services["document_scope"]
+    scope: DocumentScope = c.docs.scope
     found = await scope.passages(
         owner, body.query, document_ids=body.document_ids, k=body.k, mode=body.mode
     )
@@ -80,6 +81,7 @@ async def search_documents(
                 filename=p.filename,
                 chunk_id=p.hit.chunk_id,
                 page=p.hit.page,
+                page_end=p.hit.page_end if p.hit.page_end is not None else p.hit.page,
                 char_start=p.hit.char_start,
                 char_end=p.hit.char_end,
                 heading=p.hit.heading,

@@ -1,4 +1,4 @@
-"""Routes for FAQs: create, list, search, get, update (PUT or PATCH), delete."""
+"""Routes for FAQs: create, list, search, get, update (PUT or PATCH), delete, feedback."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from botgpt.exceptions import InvalidInput
 from botgpt.faqs.models import Faq
 from botgpt.faqs.schemas import (
     FaqCreate,
+    FaqFeedback,
     FaqList,
     FaqMatch,
     FaqPublic,
@@ -35,7 +36,7 @@ LanguageFilter = Annotated[
 
 def faq_service(c: ContainerDep) -> FaqService:
     """The FAQ service over the app's embedder and sessions."""
-    return FaqService(c.services["embedder"], c.sessions)
+    return FaqService(c.docs.embedder, c.sessions)
 
 
 def faq_public(faq: Faq) -> FaqPublic:
@@ -46,10 +47,15 @@ def faq_public(faq: Faq) -> FaqPublic:
         question=faq.question,
         answer=faq.answer,
         category=faq.category,
+        category_id=faq.category_id,
+        priority=faq.priority,
         tags=[str(t) for t in faq.tags],
         language=faq.language,
         status=faq.status,
         hits=faq.hits,
+        view_count=faq.view_count,
+        helpful_count=faq.helpful_count,
+        not_helpful_count=faq.not_helpful_count,
         embedding_model=faq.embedding_model,
         created_at=faq.created_at,
         updated_at=faq.updated_at,
@@ -139,9 +145,9 @@ async def get_faq(
     c: ContainerDep,
     user_id: ActAs = None,
 ) -> FaqPublic:
-    """One of the caller's FAQs."""
+    """One of the caller's FAQs (counted as a view)."""
     owner = await c.auth.acting_owner(db, principal, owner_of(faq_id), user_id)
-    return faq_public(await faq_service(c).get(db, owner, faq_id))
+    return faq_public(await faq_service(c).record_view(db, owner, faq_id))
 
 
 @router.patch("/{faq_id}", responses=errors_doc(401, 403, 404, 422, 503))
@@ -177,3 +183,17 @@ async def delete_faq(
     owner = await c.auth.acting_owner(db, principal, owner_of(faq_id), user_id)
     await faq_service(c).delete(db, owner, faq_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{faq_id}/feedback", responses=errors_doc(401, 403, 404, 422))
+async def faq_feedback(
+    faq_id: str,
+    body: FaqFeedback,
+    principal: CurrentPrincipal,
+    db: SessionDep,
+    c: ContainerDep,
+    user_id: ActAs = None,
+) -> FaqPublic:
+    """Count a helpful / not helpful verdict on an FAQ's answer."""
+    owner = await c.auth.acting_owner(db, principal, owner_of(faq_id), user_id)
+    return faq_public(await faq_service(c).record_feedback(db, owner, faq_id, body.helpful))

@@ -5,7 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 MAX_TAGS = 20
 
@@ -26,7 +33,21 @@ LanguageCode = Annotated[
     StringConstraints(pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})?$"),
     Field(description='A language code such as "en" or "pt-BR".'),
 ]
-Status = Literal["active", "draft", "archived"]
+
+
+def _published_is_active(value: object) -> object:
+    # Seed 004 calls a live FAQ "published"; it is stored and shown as "active".
+    return "active" if value == "published" else value
+
+
+Status = Annotated[
+    Literal["active", "draft", "archived"],
+    BeforeValidator(_published_is_active),
+    Field(description='"active" (seed 004: "published"), "draft" or "archived".'),
+]
+Priority = Annotated[
+    int, Field(ge=-1000, le=1000, description="Higher first in lists (default 0).")
+]
 
 
 def _unique(tags: list[str]) -> list[str]:
@@ -45,7 +66,13 @@ class FaqCreate(BaseModel):
 
     question: Question
     answer: Answer
-    category: Category | None = None
+    category: Category | None = Field(
+        default=None, description="A category name; the category is created when new."
+    )
+    category_id: str | None = Field(
+        default=None, max_length=36, description="Or an existing category's id."
+    )
+    priority: Priority = 0
     tags: Tags = Field(default_factory=list)
     language: LanguageCode = "en"
     status: Status = "active"
@@ -55,7 +82,7 @@ class FaqCreate(BaseModel):
 
 
 # Fields an update may set but never to null.
-_REQUIRED = ("question", "answer", "tags", "language", "status")
+_REQUIRED = ("question", "answer", "tags", "language", "status", "priority")
 
 
 class FaqUpdate(BaseModel):
@@ -64,6 +91,10 @@ class FaqUpdate(BaseModel):
     question: Question | None = None
     answer: Answer | None = None
     category: Category | None = Field(default=None, description="null clears the category.")
+    category_id: str | None = Field(
+        default=None, max_length=36, description="An existing category's id; null clears it."
+    )
+    priority: Priority | None = None
     tags: Tags | None = None
     language: LanguageCode | None = None
     status: Status | None = None
@@ -88,10 +119,15 @@ class FaqPublic(BaseModel):
     question: str
     answer: str
     category: str | None
+    category_id: str | None
+    priority: int
     tags: list[str]
     language: str
     status: str
     hits: int
+    view_count: int
+    helpful_count: int
+    not_helpful_count: int
     embedding_model: str
     created_at: datetime
     updated_at: datetime
@@ -118,3 +154,62 @@ class FaqSearchResponse(BaseModel):
 
     query: str
     results: list[FaqMatch]
+
+
+class FaqFeedback(BaseModel):
+    """A reader's verdict on an FAQ's answer."""
+
+    helpful: bool
+
+
+class CategoryCreate(BaseModel):
+    """A new FAQ category."""
+
+    name: Category
+    description: str | None = Field(default=None, max_length=2000)
+    position: int = Field(default=0, ge=0, le=100_000, description="Sort order (ascending).")
+    user_id: str | None = Field(
+        default=None, max_length=200, description="Service keys only: the user to act for."
+    )
+
+
+class CategoryUpdate(BaseModel):
+    """A partial update of a category; a new name is carried to its FAQs."""
+
+    name: Category | None = None
+    description: str | None = Field(default=None, max_length=2000)
+    position: int | None = Field(default=None, ge=0, le=100_000)
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> CategoryUpdate:
+        nulls = [
+            f
+            for f in ("name", "position")
+            if f in self.model_fields_set and getattr(self, f) is None
+        ]
+        if nulls:
+            raise ValueError(f"{', '.join(nulls)} cannot be null")
+        return self
+
+
+class CategoryPublic(BaseModel):
+    """An FAQ category with how many FAQs it holds."""
+
+    id: str
+    user_id: str
+    name: str
+    description: str | None
+    position: int
+    faq_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class CategoryList(BaseModel):
+    """A page of categories by position, then name."""
+
+    items: list[CategoryPublic]
+    total: int
+    page: int
+    limit: int
+    pages: int

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -18,6 +19,7 @@ from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from botgpt.exceptions import Conflict, NotFound, ServiceUnavailable
+from botgpt.faqs.categories import CategoryService
 from botgpt.faqs.models import ACTIVE, Faq
 from botgpt.faqs.schemas import FaqCreate, FaqUpdate
 from botgpt.ids import utcnow
@@ -65,6 +67,7 @@ class FaqService:
         self.embedder = embedder
         self.sessions = sessions
         self.max_per_owner = max_per_owner
+        self.categories = CategoryService()
 
     # -- embedding --------------------------------------------------------------------------
     async def _embed_questions(self, questions: Sequence[str]) -> list[bytes]:
@@ -89,11 +92,19 @@ class FaqService:
         await self._check_room(db, owner_id)
         await db.commit()  # free the connection while the question is embedded
         (embedding,) = await self._embed_questions([body.question])
+        category = await self.categories.resolve(
+            db, owner_id, name=body.category, category_id=body.category_id
+        )
         faq = Faq(
             owner_id=owner_id,
             question=body.question,
             answer=body.answer,
-            category=body.category,
+            category=category.name if category else None,
+            category_id=category.id if category else None,
+            priority=body.priority,
+            view_count=0,
+            helpful_count=0,
+            not_helpful_count=0,
             tags=list(body.tags),
             language=body.language,
             status=body.status,
@@ -124,12 +135,47 @@ class FaqService:
         ):
             (faq.embedding,) = await self._embed_questions([question])
             faq.embedding_model = self.embedder.name
+        if "category" in changes or "category_id" in changes:
+            category = await self.categories.resolve(
+                db,
+                owner_id,
+                name=changes.pop("category", None),
+                category_id=changes.pop("category_id", None),
+            )
+            faq.category = category.name if category else None
+            faq.category_id = category.id if category else None
+            faq.updated_at = utcnow()
         for field, value in changes.items():
             setattr(faq, field, list(value) if field == "tags" else value)
         if changes:
             faq.updated_at = utcnow()
         await db.commit()
         return faq
+
+    async def record_view(self, db: AsyncSession, owner_id: str, faq_id: str) -> Faq:
+        """One of the owner's FAQs, counting this read as a view."""
+        faq = await self.get(db, owner_id, faq_id)
+        await self._bump(db, faq, Faq.view_count)
+        return faq
+
+    async def record_feedback(
+        self, db: AsyncSession, owner_id: str, faq_id: str, helpful: bool
+    ) -> Faq:
+        """Count a reader's helpful / not helpful verdict on the FAQ."""
+        faq = await self.get(db, owner_id, faq_id)
+        await self._bump(db, faq, Faq.helpful_count if helpful else Faq.not_helpful_count)
+        return faq
+
+    async def _bump(self, db: AsyncSession, faq: Faq, counter: Any) -> None:
+        # An UPDATE of column + 1, so concurrent readers never lose a count.
+        await db.execute(
+            update(Faq)
+            .where(Faq.id == faq.id)
+            .values({counter: counter + 1})
+            .execution_options(synchronize_session=False)
+        )
+        await db.commit()
+        await db.refresh(faq)
 
     async def delete(self, db: AsyncSession, owner_id: str, faq_id: str) -> None:
         """Delete one of the owner's FAQs."""
@@ -149,13 +195,13 @@ class FaqService:
     async def list_faqs(
         self, db: AsyncSession, owner_id: str, page: Page, filters: FaqFilters
     ) -> tuple[list[Faq], int]:
-        """The owner's FAQs matching the filters, newest first, with the total count."""
+        """The owner's FAQs matching the filters, by priority then newest, with the total."""
         where = _conditions(owner_id, filters)
         total = int((await db.execute(select(func.count()).where(*where))).scalar_one())
         rows = await db.execute(
             select(Faq)
             .where(*where)
-            .order_by(Faq.created_at.desc(), Faq.id.desc())
+            .order_by(Faq.priority.desc(), Faq.created_at.desc(), Faq.id.desc())
             .offset(page.offset)
             .limit(page.limit)
         )

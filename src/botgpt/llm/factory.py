@@ -36,7 +36,7 @@ def _timeouts(settings: Settings) -> tuple[float, float, float]:
     )
 
 
-def _make_raw(
+def make_raw(
     settings: Settings,
     kind: str,
     *,
@@ -89,21 +89,21 @@ def build_base_provider(settings: Settings) -> LLMProvider:
 
         return FakeProvider(model=settings.llm_model or "fake-model")
     key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else ""
-    # BOTGPT_LLM_BASE_URL defaults to OpenAI's, so it only applies to the openai kind.
-    base_url = settings.llm_base_url if settings.llm_provider == "openai" else ""
-    return _make_raw(
+    # Groq is an OpenAI-compatible endpoint (its URL and model default in Settings).
+    kind = "openai" if settings.llm_provider == "groq" else settings.llm_provider
+    return make_raw(
         settings,
-        settings.llm_provider,
-        base_url=base_url,
+        kind,
+        base_url=settings.llm_base_url,  # empty: the provider's public endpoint
         api_key=key,
         model=settings.llm_model,
-        name="",
+        name="groq" if settings.llm_provider == "groq" else "",
     )
 
 
 def build_fallback_provider(settings: Settings, spec: LLMFallback) -> LLMProvider:
     """The raw provider of one BOTGPT_LLM_FALLBACKS entry."""
-    return _make_raw(
+    return make_raw(
         settings,
         spec.provider,
         base_url=spec.base_url,

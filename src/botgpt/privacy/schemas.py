@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from botgpt.auth.schemas import ApiKeyPublic, UserPublic
+from botgpt.auth.schemas import ApiKeyPublic, ConsentPublic, UserPublic
 from botgpt.conversations.schemas import ConversationPublic, UsageTotals
 from botgpt.documents.models import Document
 
@@ -32,6 +32,7 @@ class ExportHead(BaseModel):
 
     exported_at: datetime
     user: UserPublic
+    consent_history: list[ConsentPublic]
     api_keys: list[ApiKeyPublic]
     usage: UsageTotals
 

@@ -13,8 +13,9 @@ from sqlalchemy import ColumnElement, and_, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import InstrumentedAttribute
 
+from botgpt.auth import profile
 from botgpt.auth.models import ApiKey, RefreshToken, User
-from botgpt.auth.schemas import ApiKeyPublic, UserPublic
+from botgpt.auth.schemas import ApiKeyPublic
 from botgpt.auth.service import AuthService, Principal
 from botgpt.conversations import service as conversations
 from botgpt.conversations.models import Conversation
@@ -58,7 +59,10 @@ async def export_head(db: AsyncSession, actor_id: str, subject: User) -> bytes:
     )
     head = ExportHead(
         exported_at=utcnow(),
-        user=UserPublic.model_validate(subject),
+        user=await profile.user_public(db, subject),
+        consent_history=[
+            profile.consent_public(c) for c in await profile.consent_history(db, subject.id)
+        ],
         api_keys=[ApiKeyPublic.model_validate(k) for k in keys.scalars()],
         usage=await conversations.usage_totals(db, subject.id),
     )

@@ -31,6 +31,17 @@ class Hit:
     vector_rank: int | None = None
     keyword_score: float | None = None
     vector_score: float | None = None  # cosine similarity, comparable across queries
+    page_end: int | None = None
+    page_breaks: tuple[tuple[int, int], ...] = ()  # (offset in text, page) inside the chunk
+
+    def page_at(self, offset: int) -> int | None:
+        """The page of a character offset within ``text`` (the chunk's first page if none)."""
+        page = self.page
+        for start, number in self.page_breaks:
+            if start > offset:
+                break
+            page = number
+        return page
 
 
 def _base_hit(chunk: ScoredChunk) -> Hit:
@@ -44,6 +55,8 @@ def _base_hit(chunk: ScoredChunk) -> Hit:
         text=chunk.text,
         heading=chunk.heading,
         score=0.0,
+        page_end=chunk.page_end,
+        page_breaks=chunk.page_breaks,
     )
 
 

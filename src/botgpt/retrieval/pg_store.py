@@ -20,7 +20,15 @@ from numpy.typing import NDArray
 from sqlalchemy import text
 
 from botgpt.retrieval.keywords import keyword_terms, tsquery_expression
-from botgpt.retrieval.stores import ChunkIndex, ChunkRecord, DBExecutor, ScoredChunk, as_vector
+from botgpt.retrieval.stores import (
+    ChunkIndex,
+    ChunkRecord,
+    DBExecutor,
+    ScoredChunk,
+    as_vector,
+    decode_page_breaks,
+    encode_page_breaks,
+)
 
 
 def postgres_ddl(dimension: int) -> list[str]:
@@ -35,6 +43,8 @@ def postgres_ddl(dimension: int) -> list[str]:
             heading TEXT NOT NULL DEFAULT '',
             text TEXT NOT NULL,
             page INTEGER,
+            page_end INTEGER,
+            page_breaks TEXT NOT NULL DEFAULT '',
             char_start INTEGER NOT NULL,
             char_end INTEGER NOT NULL,
             token_count INTEGER NOT NULL DEFAULT 0,
@@ -53,7 +63,10 @@ def postgres_ddl(dimension: int) -> list[str]:
     ]
 
 
-_COLUMNS = "id, document_id, owner_id, ordinal, text, heading, page, char_start, char_end"
+_COLUMNS = (
+    "id, document_id, owner_id, ordinal, text, heading, page, char_start, char_end, page_end, "
+    "page_breaks"
+)
 RANK_FUNCTIONS = ("ts_rank", "ts_rank_cd", "idf_ts_rank")
 
 
@@ -110,6 +123,8 @@ class PostgresChunkIndex(ChunkIndex):
                     "heading": c.heading,
                     "text": c.text.replace("\x00", ""),  # PostgreSQL text cannot hold NUL
                     "page": c.page,
+                    "page_end": c.page_end,
+                    "page_breaks": encode_page_breaks(c.page_breaks),
                     "char_start": c.char_start,
                     "char_end": c.char_end,
                     "token_count": c.token_count,
@@ -120,9 +135,10 @@ class PostgresChunkIndex(ChunkIndex):
         await self.db.execute(
             text(
                 "INSERT INTO chunks (id, document_id, owner_id, ordinal, heading, text, page, "
-                "char_start, char_end, token_count, embedding_model, embedding) VALUES (:id, "
-                ":document_id, :owner_id, :ordinal, :heading, :text, :page, :char_start, "
-                ":char_end, :token_count, :embedding_model, CAST(:embedding AS vector))"
+                "page_end, page_breaks, char_start, char_end, token_count, embedding_model, "
+                "embedding) VALUES (:id, :document_id, :owner_id, :ordinal, :heading, :text, "
+                ":page, :page_end, :page_breaks, :char_start, :char_end, :token_count, "
+                ":embedding_model, CAST(:embedding AS vector))"
             ),
             rows,
         )
@@ -252,7 +268,7 @@ def _filters(
 
 
 def _scored(row: Any, *, distance: bool = False) -> ScoredChunk:
-    score = float(row[9])
+    score = float(row[11])
     return ScoredChunk(
         chunk_id=row[0],
         document_id=row[1],
@@ -263,5 +279,7 @@ def _scored(row: Any, *, distance: bool = False) -> ScoredChunk:
         page=row[6],
         char_start=row[7],
         char_end=row[8],
+        page_end=row[9],
+        page_breaks=decode_page_breaks(row[10]),
         score=1.0 - score if distance else score,
     )

@@ -21,7 +21,15 @@ from numpy.typing import NDArray
 from sqlalchemy import text
 
 from botgpt.retrieval.keywords import fts5_match_expression, keyword_terms
-from botgpt.retrieval.stores import ChunkIndex, ChunkRecord, DBExecutor, ScoredChunk, as_vector
+from botgpt.retrieval.stores import (
+    ChunkIndex,
+    ChunkRecord,
+    DBExecutor,
+    ScoredChunk,
+    as_vector,
+    decode_page_breaks,
+    encode_page_breaks,
+)
 
 # vec0 refuses k above this in a KNN query.
 _VEC_MAX_K = 4096
@@ -39,6 +47,8 @@ def sqlite_ddl(dimension: int) -> list[str]:
             heading TEXT NOT NULL DEFAULT '',
             text TEXT NOT NULL,
             page INTEGER,
+            page_end INTEGER,
+            page_breaks TEXT NOT NULL DEFAULT '',
             char_start INTEGER NOT NULL,
             char_end INTEGER NOT NULL,
             token_count INTEGER NOT NULL DEFAULT 0,
@@ -65,7 +75,7 @@ def sqlite_ddl(dimension: int) -> list[str]:
 
 _COLUMNS = (
     "c.id, c.document_id, c.owner_id, c.ordinal, c.text, c.heading, c.page, c.char_start, "
-    "c.char_end"
+    "c.char_end, c.page_end, c.page_breaks"
 )
 
 
@@ -99,10 +109,10 @@ class SqliteChunkIndex(ChunkIndex):
         await self.db.execute(
             text(
                 "INSERT INTO chunks (id, seq, document_id, owner_id, ordinal, heading, text, "
-                "page, char_start, char_end, token_count, embedding_model) VALUES (:id, "
-                "(SELECT COALESCE(MAX(seq), 0) + 1 FROM chunks), :document_id, :owner_id, "
-                ":ordinal, :heading, :text, :page, :char_start, :char_end, :token_count, "
-                ":embedding_model)"
+                "page, page_end, page_breaks, char_start, char_end, token_count, "
+                "embedding_model) VALUES (:id, (SELECT COALESCE(MAX(seq), 0) + 1 FROM chunks), "
+                ":document_id, :owner_id, :ordinal, :heading, :text, :page, :page_end, "
+                ":page_breaks, :char_start, :char_end, :token_count, :embedding_model)"
             ),
             [
                 {
@@ -113,6 +123,8 @@ class SqliteChunkIndex(ChunkIndex):
                     "heading": c.heading,
                     "text": c.text,
                     "page": c.page,
+                    "page_end": c.page_end,
+                    "page_breaks": encode_page_breaks(c.page_breaks),
                     "char_start": c.char_start,
                     "char_end": c.char_end,
                     "token_count": c.token_count,
@@ -283,5 +295,7 @@ def _scored(row: Any) -> ScoredChunk:
         page=row[6],
         char_start=row[7],
         char_end=row[8],
-        score=float(row[9]),
+        page_end=row[9],
+        page_breaks=decode_page_breaks(row[10]),
+        score=float(row[11]),
     )

@@ -49,6 +49,8 @@ class ChunkRecord:
     page: int | None = None
     token_count: int = 0
     heading: str = ""
+    page_end: int | None = None
+    page_breaks: Sequence[tuple[int, int]] = ()  # (offset in text, page) of pages starting inside
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,21 @@ class ScoredChunk:
     char_start: int
     char_end: int
     score: float
+    page_end: int | None = None
+    page_breaks: tuple[tuple[int, int], ...] = ()
+
+
+def encode_page_breaks(breaks: Sequence[tuple[int, int]]) -> str:
+    """The stored form of a chunk's page breaks: "offset:page" pairs joined by commas."""
+    return ",".join(f"{offset}:{page}" for offset, page in breaks)
+
+
+def decode_page_breaks(raw: str | None) -> tuple[tuple[int, int], ...]:
+    """Page breaks from their stored form (empty for chunks on a single page)."""
+    if not raw:
+        return ()
+    pairs = (item.split(":", 1) for item in raw.split(","))
+    return tuple((int(offset), int(page)) for offset, page in pairs)
 
 
 class ChunkIndex(abc.ABC):
