@@ -33,6 +33,8 @@ class Owned:
     document_id: str
     faq_id: str
     webhook_id: str
+    bot_id: str
+    category_id: str
 
     @property
     def key_headers(self) -> dict[str, str]:
@@ -65,7 +67,24 @@ async def make_owned(client: httpx.AsyncClient, users: UserFactory) -> Owned:
     r = await client.post("/api/v1/webhooks", json={"url": PUBLIC_HOOK}, headers=h)
     assert r.status_code == 201, r.text
     webhook_id = r.json()["id"]
-    return Owned(user, key, key_id, conversation_id, message_id, document_id, faq_id, webhook_id)
+    r = await client.post("/api/v1/bots", json={"name": "Helper"}, headers=h)
+    assert r.status_code == 201, r.text
+    bot_id = r.json()["id"]
+    r = await client.post("/api/v1/faqs/categories", json={"name": "billing"}, headers=h)
+    assert r.status_code == 201, r.text
+    category_id = r.json()["id"]
+    return Owned(
+        user,
+        key,
+        key_id,
+        conversation_id,
+        message_id,
+        document_id,
+        faq_id,
+        webhook_id,
+        bot_id,
+        category_id,
+    )
 
 
 def _b64(data: dict[str, object]) -> str:

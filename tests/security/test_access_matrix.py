@@ -39,8 +39,16 @@ ID_OF: dict[str, Callable[[Owned], str] | None] = {
     "webhook_id": lambda o: o.webhook_id,
     "key_id": lambda o: o.key_id,
     "user_id": lambda o: o.user.id,
+    "bot_id": lambda o: o.bot_id,
+    "category_id": lambda o: o.category_id,
     "model_id": None,  # the served models are the same for everyone
+    "number": None,  # a bot's version number: the bot's id says whose it is
+    "kind": None,  # the caller's own consent of this kind
 }
+# Path parameters naming a user: a route about another user is an admin's route (403).
+ADMIN_PARAMS = {"user_id"}
+# Values of the path parameters that do not name a per-user resource.
+FIXED: dict[str, str] = {"model_id": "fake", "number": "1", "kind": "marketing"}
 # A valid body for each request model, so that the access check (not validation) answers.
 BODY_OF: dict[str, dict[str, Any]] = {
     "ConversationUpdate": {"title": "renamed by someone else"},
@@ -59,6 +67,15 @@ BODY_OF: dict[str, dict[str, Any]] = {
     "UserCreate": {"email": "someone@example.com", "password": "long enough password"},
     "LoginRequest": {"email": "someone@example.com", "password": "long enough password"},
     "RefreshRequest": {"refresh_token": "x"},
+    "UserUpdate": {"full_name": "Someone"},
+    "ConsentGrant": {"kind": "marketing", "version": "v1"},
+    "BotCreate": {"name": "Other bot"},
+    "BotUpdate": {"name": "Renamed by someone else"},
+    "FeedbackCreate": {"rating": "down"},
+    "CategoryCreate": {"name": "other"},
+    "CategoryUpdate": {"name": "renamed"},
+    "FaqFeedback": {"helpful": False},
+    "RoleUpdate": {"role": "admin"},
 }
 # A valid value for each required query parameter.
 QUERY_OF: dict[str, str] = {"q": "order"}
@@ -162,9 +179,7 @@ def endpoints(app: FastAPI) -> list[Endpoint]:
 
 def ids_of(owner: Owned) -> dict[str, str]:
     """Every path parameter filled with `owner`'s resources."""
-    return {name: make(owner) for name, make in ID_OF.items() if make is not None} | {
-        "model_id": "fake"
-    }
+    return {name: make(owner) for name, make in ID_OF.items() if make is not None} | FIXED
 
 
 async def call(
@@ -199,6 +214,8 @@ async def snapshot(client: httpx.AsyncClient, owner: Owned) -> dict[str, Any]:
     hook = (await client.get(f"/api/v1/webhooks/{owner.webhook_id}", headers=h)).json()
     doc = await client.get(f"/api/v1/documents/{owner.document_id}", headers=h)
     me = await client.get("/api/v1/users/me", headers=owner.key_headers)
+    bot = (await client.get(f"/api/v1/bots/{owner.bot_id}", headers=h)).json()
+    category = (await client.get(f"/api/v1/faqs/categories/{owner.category_id}", headers=h)).json()
     return {
         "conversation": [
             conv.get("title"),
@@ -209,6 +226,9 @@ async def snapshot(client: httpx.AsyncClient, owner: Owned) -> dict[str, Any]:
         "webhook": [hook.get("url"), hook.get("active"), hook.get("events")],
         "document": doc.status_code,
         "api_key": me.status_code,
+        "bot": [bot.get("name"), bot.get("version")],
+        "category": [category.get("name")],
+        "faq_counts": [faq.get("helpful_count"), faq.get("not_helpful_count")],
     }
 
 
@@ -271,7 +291,7 @@ async def test_another_users_ids_are_not_found(
                     wrong.append(f"{endpoint} {label} body {body}: {r.status_code} {r.text[:120]}")
         if not endpoint.owned_params:
             continue
-        expected = 403 if endpoint.admin_only else 404
+        expected = 403 if endpoint.admin_only or ADMIN_PARAMS & set(endpoint.params) else 404
         # All ids the victim's, then one at a time among the attacker's own.
         variants = [theirs] + [
             {**mine, p: theirs[p]} for p in endpoint.owned_params if len(endpoint.owned_params) > 1

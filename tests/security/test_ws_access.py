@@ -120,7 +120,7 @@ async def shared_hub(ctx: AppCtx) -> AsyncIterator[StreamHub]:
     if not REDIS_URL:
         pytest.skip("BOTGPT_TEST_REDIS_URL is not set")
     await redis.Redis.from_url(REDIS_URL).flushdb()
-    hub: StreamHub = ctx.app.state.container.services["streams"]
+    hub: StreamHub = ctx.app.state.container.streams
     fanout = TurnFanout(REDIS_URL, hub.cancel)
     await fanout.start()
     await asyncio.wait_for(fanout.cancels.ready.wait(), 5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request, Response, status
+from sqlalchemy import Select, select
 
 from botgpt.analytics import bots as bot_stats
 from botgpt.analytics.bots import UnansweredList
@@ -99,6 +100,11 @@ def version_public(version: BotVersion) -> BotVersionPublic:
     )
 
 
+def owner_of(bot_id: str) -> Select[str]:
+    """Selects the owner of a bot (for service keys acting on it by id)."""
+    return select(Bot.owner_id).where(Bot.id == bot_id)
+
+
 @router.post("", status_code=status.HTTP_201_CREATED, responses=errors_doc(401, 403, 404, 422))
 async def create_bot(
     body: BotCreate,
@@ -146,7 +152,7 @@ async def get_bot(
     user_id: ActAs = None,
 ) -> BotPublic:
     """One of the caller's bots."""
-    owner = await c.auth.acting_user(db, principal, user_id)
+    owner = await c.auth.acting_owner(db, principal, owner_of(bot_id), user_id)
     bot = await bots.get(db, owner, bot_id)
     return bot_public(request, bot, await bots.document_ids(db, bot.id))
 
@@ -168,7 +174,7 @@ async def update_bot(
     user_id: ActAs = None,
 ) -> BotPublic:
     """Change a bot; a new prompt, model or provider setting makes a new version."""
-    owner = await c.auth.acting_user(db, principal, user_id)
+    owner = await c.auth.acting_owner(db, principal, owner_of(bot_id), user_id)
     bot = await bots.update(db, principal.user_id, owner, bot_id, body)
     return bot_public(request, bot, await bots.document_ids(db, bot.id))
 
@@ -185,7 +191,7 @@ async def delete_bot(
     user_id: ActAs = None,
 ) -> Response:
     """Delete a bot and its conversations (its documents stay)."""
-    owner = await c.auth.acting_user(db, principal, user_id)
+    owner = await c.auth.acting_owner(db, principal, owner_of(bot_id), user_id)
     await bots.delete(db, owner, bot_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -201,7 +207,7 @@ async def list_versions(
     user_id: ActAs = None,
 ) -> BotVersionList:
     """The bot's numbered versions, newest first: who changed what, and when."""
-    owner = await c.auth.acting_user(db, principal, user_id)
+    owner = await c.auth.acting_owner(db, principal, owner_of(bot_id), user_id)
     rows, total = await bots.versions(db, owner, bot_id, page)
     return BotVersionList(
         items=[version_public(v) for v in rows],
@@ -224,7 +230,7 @@ async def restore_version(
     user_id: ActAs = None,
 ) -> BotPublic:
     """Bring back a version's prompt and model settings (recorded as a new version)."""
-    owner = await c.auth.acting_user(db, principal, user_id)
+    owner = await c.auth.acting_owner(db, principal, owner_of(bot_id), user_id)
     bot = await bots.restore(db, principal.user_id, owner, bot_id, number)
     return bot_public(request, bot, await bots.document_ids(db, bot.id))
 
@@ -239,7 +245,7 @@ async def rotate_signing_secret(
     user_id: ActAs = None,
 ) -> SigningSecret:
     """Replace the visitor-signing secret (shown once); old signatures stop verifying."""
-    owner = await c.auth.acting_user(db, principal, user_id)
+    owner = await c.auth.acting_owner(db, principal, owner_of(bot_id), user_id)
     return SigningSecret(signing_secret=await bots.rotate_signing_secret(db, owner, bot_id))
 
 
@@ -255,6 +261,6 @@ async def unanswered(
 ) -> UnansweredList:
     """Questions the bot could not answer from its documents or whose reply got a thumbs
     down, newest first: what to add as an FAQ or a document."""
-    owner = await c.auth.acting_user(db, principal, user_id)
+    owner = await c.auth.acting_owner(db, principal, owner_of(bot_id), user_id)
     bot = await bots.get(db, owner, bot_id)
     return await bot_stats.unanswered(db, bot.id, page)

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from botgpt.conversations import service
 from botgpt.conversations.feedback import FeedbackCreate, FeedbackPublic, feedback_public, rate
 from botgpt.conversations.models import Message
+from botgpt.conversations.router import owner_of
 from botgpt.deps import ActAs, ContainerDep, CurrentPrincipal, SessionDep
 from botgpt.exceptions import NotFound
 from botgpt.openapi import errors_doc
@@ -29,7 +30,7 @@ async def rate_reply(
     user_id: ActAs = None,
 ) -> FeedbackPublic:
     """Rate a reply up or down (one rating per rater; sending again changes it)."""
-    owner = await c.auth.acting_user(db, principal, user_id)
+    owner = await c.auth.acting_owner(db, principal, owner_of(conversation_id), user_id)
     conv = await service.get_owned(db, owner, conversation_id)
     found = await db.execute(
         select(Message).where(Message.id == message_id, Message.conversation_id == conv.id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
+from sqlalchemy import Select, select
 
 from botgpt.deps import ActAs, ContainerDep, CurrentPrincipal, SessionDep
 from botgpt.faqs.categories import CategoryService
@@ -28,6 +29,11 @@ def category_public(category: FaqCategory, faq_count: int) -> CategoryPublic:
         created_at=category.created_at,
         updated_at=category.updated_at,
     )
+
+
+def owner_of(category_id: str) -> Select[str]:
+    """Selects the owner of an FAQ category (for service keys acting on it by id)."""
+    return select(FaqCategory.owner_id).where(FaqCategory.id == category_id)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=errors_doc(401, 403, 409, 422))
@@ -72,7 +78,7 @@ async def get_category(
     user_id: ActAs = None,
 ) -> CategoryPublic:
     """One of the caller's FAQ categories."""
-    owner = await c.auth.acting_user(db, principal, user_id)
+    owner = await c.auth.acting_owner(db, principal, owner_of(category_id), user_id)
     category = await _service.get(db, owner, category_id)
     return category_public(category, await _service.faq_count(db, category.id))
 
@@ -92,7 +98,7 @@ async def update_category(
     user_id: ActAs = None,
 ) -> CategoryPublic:
     """Rename, describe or reorder a category; its FAQs follow a new name."""
-    owner = await c.auth.acting_user(db, principal, user_id)
+    owner = await c.auth.acting_owner(db, principal, owner_of(category_id), user_id)
     category = await _service.update(db, owner, category_id, body)
     return category_public(category, await _service.faq_count(db, category.id))
 
@@ -108,6 +114,6 @@ async def delete_category(
     user_id: ActAs = None,
 ) -> Response:
     """Delete a category; its FAQs stay, without a category."""
-    owner = await c.auth.acting_user(db, principal, user_id)
+    owner = await c.auth.acting_owner(db, principal, owner_of(category_id), user_id)
     await _service.delete(db, owner, category_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
