@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
@@ -15,6 +15,7 @@ from botgpt.auth.revocations import RevocationBus
 from botgpt.auth.router import router as auth_router
 from botgpt.auth.security import TokenCodec
 from botgpt.auth.service import AuthService
+from botgpt.body_limit import BodyLimitMiddleware
 from botgpt.config import Settings
 from botgpt.conversations.chat_router import router as chat_router
 from botgpt.conversations.fanout import TurnFanout
@@ -30,6 +31,7 @@ from botgpt.deps import Container
 from botgpt.documents.router import router as documents_router
 from botgpt.documents.search_router import router as search_router
 from botgpt.documents.service import build_document_services, close_document_services
+from botgpt.documents.uploads import UPLOAD_BODY_CEILING
 from botgpt.errors import install_error_handlers
 from botgpt.faqs.router import router as faqs_router
 from botgpt.idempotency import Replay
@@ -39,9 +41,11 @@ from botgpt.moderation.service import build_moderator
 from botgpt.observability.middleware import RequestContextMiddleware
 from botgpt.observability.router import router as ops_router
 from botgpt.openai_api.router import router as openai_router
+from botgpt.openapi import install_openapi
 from botgpt.privacy.router import router as privacy_router
 from botgpt.ratelimit import build_limiters
 from botgpt.sqlrunner import make_runner
+from botgpt.text import refuse_nul_parameters
 from botgpt.webhooks.router import router as webhooks_router
 from botgpt.webhooks.service import Dispatcher
 
@@ -137,9 +141,11 @@ def create_app(
         version="0.1.0",
         description="Self-hosted conversational AI backend.",
         lifespan=lifespan,
+        dependencies=[Depends(refuse_nul_parameters)],
     )
     app.state.container = container
     install_error_handlers(app)
+    install_openapi(app)
 
     @app.exception_handler(Replay)
     async def _replay(_: Request, replay: Replay) -> JSONResponse:
@@ -168,5 +174,11 @@ def create_app(
             allow_methods=["*"],
             allow_headers=["*"],
         )
+    # Counted while the body is read, Content-Length or not; uploads enforce their own limit.
+    app.add_middleware(
+        BodyLimitMiddleware,
+        default=int(settings.max_body_mb * 1024 * 1024),
+        routes={("POST", "/api/v1/documents"): UPLOAD_BODY_CEILING},
+    )
     app.add_middleware(RequestContextMiddleware, headers=security_headers(settings))
     return app

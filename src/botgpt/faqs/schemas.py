@@ -7,20 +7,22 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints, model_validator
 
+from botgpt.text import Text
+
 MAX_TAGS = 20
 
 Question = Annotated[
-    str,
+    Text,
     StringConstraints(strip_whitespace=True, min_length=3, max_length=1000),
     Field(description="The question, 3..1,000 characters (surrounding whitespace removed)."),
 ]
 Answer = Annotated[
-    str,
+    Text,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=10_000),
     Field(description="The answer, 1..10,000 characters."),
 ]
-Category = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
+Category = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Tag = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
 LanguageCode = Annotated[
     str,
     StringConstraints(pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})?$"),
@@ -49,7 +51,7 @@ class FaqCreate(BaseModel):
     tags: Tags = Field(default_factory=list)
     language: LanguageCode = "en"
     status: Status = "active"
-    user_id: str | None = Field(
+    user_id: Text | None = Field(
         default=None, max_length=200, description="Service keys only: the user to act for."
     )
 
