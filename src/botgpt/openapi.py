@@ -24,6 +24,20 @@ _DESCRIPTIONS = {
 }
 
 
+# One Server-Sent Event as clients (and OpenAPI 3.2 tools) see it: `data` is a JSON text.
+SSE_EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "One Server-Sent Event; `data` holds a JSON object (OpenAI streams end with "
+    "`[DONE]`).",
+    "required": ["data"],
+    "properties": {
+        "id": {"type": "string"},
+        "event": {"type": "string"},
+        "data": {"type": "string"},
+    },
+}
+
+
 def errors_doc(*codes: int) -> dict[int | str, dict[str, Any]]:
     """The `responses=` entry documenting these error statuses with the error envelope."""
     return {c: {"model": ErrorResponse, "description": _DESCRIPTIONS[c]} for c in codes}

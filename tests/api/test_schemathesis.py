@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.python import asgi as schemathesis_asgi
 from schemathesis.specs.openapi.checks import (
@@ -41,8 +40,9 @@ CHECKS = [
     content_type_conformance,
     response_schema_conformance,
 ]
-# Examples per operation and credential; ~55 operations x 2 credentials. Sized for < 3 min.
-EXAMPLES = int(os.environ.get("BOTGPT_SCHEMATHESIS_EXAMPLES", "12"))
+# Examples per operation and credential: ~55 operations x 2 credentials x 16 = ~1,700
+# requests per backend, about 50 s each on this 2-core machine (both backends < 3 min).
+EXAMPLES = int(os.environ.get("BOTGPT_SCHEMATHESIS_EXAMPLES", "16"))
 
 
 def _settings(data_dir: Path, url: str) -> Settings:
@@ -141,11 +141,11 @@ async def test_schemathesis_finds_nothing(backend: str, tmp_path: Path) -> None:
     assert sent > 500
 
 
-def test_examples_cover_every_operation() -> None:
-    # The suite sizes itself per operation: a route added later is fuzzed without anyone
-    # listing it here.
+def test_every_operation_is_fuzzed() -> None:
+    # Operations come from the app's own document: a route added later is fuzzed without
+    # anyone listing it here.
     app = create_app(_settings(Path("/nonexistent"), "sqlite+aiosqlite:///:memory:"))
     schema = schemathesis.openapi.from_dict(app.openapi())
     labels = [r.ok().label for r in schema.get_all_operations()]
     assert len(labels) >= 50 and "POST /api/v1/conversations" in labels
-    assert st.integers().example() is not None or True
+    assert len(set(labels)) == len(labels)

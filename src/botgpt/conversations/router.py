@@ -26,7 +26,7 @@ from botgpt.conversations.turn import ChatService, Turn
 from botgpt.deps import ActAs, ContainerDep, CurrentPrincipal, SessionDep
 from botgpt.exceptions import InvalidInput
 from botgpt.idempotency import request_fingerprint, run_once
-from botgpt.openapi import errors_doc
+from botgpt.openapi import SSE_EVENT_SCHEMA, errors_doc
 from botgpt.pagination import PageDep
 
 router = APIRouter(prefix="/api/v1/conversations", tags=["conversations"])
@@ -47,7 +47,7 @@ def sse_doc(status_code: int = 200) -> dict[int | str, dict[str, Any]]:
         status_code: {
             "description": "The turn as JSON; with stream=true a text/event-stream of start, "
             "delta, usage, done | error",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "content": {"text/event-stream": {"schema": SSE_EVENT_SCHEMA}},
         }
     }
 
