@@ -141,10 +141,10 @@ async def test_schemathesis_finds_nothing(backend: str, tmp_path: Path) -> None:
     assert sent > 500
 
 
-def test_every_operation_is_fuzzed() -> None:
+def test_every_operation_is_fuzzed(tmp_path: Path) -> None:
     # Operations come from the app's own document: a route added later is fuzzed without
     # anyone listing it here.
-    app = create_app(_settings(Path("/nonexistent"), "sqlite+aiosqlite:///:memory:"))
+    app = create_app(_settings(tmp_path, f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"))
     schema = schemathesis.openapi.from_dict(app.openapi())
     labels = [r.ok().label for r in schema.get_all_operations()]
     assert len(labels) >= 50 and "POST /api/v1/conversations" in labels
