@@ -23,11 +23,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.chat_turn import memory_mb, start_server  # noqa: E402
-from botgpt.documents.limits import ParseLimits  # noqa: E402
-from botgpt.documents.parsing import parse_document  # noqa: E402
-from botgpt.documents.sandbox import ParseBudget, parse_bounded  # noqa: E402
-from tests.documents.hostile import docx_bomb  # noqa: E402
+from bench.chat_turn import memory_mb, start_server
+from tests.documents.hostile import docx_bomb
+
+from botgpt.documents.limits import ParseLimits
+from botgpt.documents.parsing import parse_document
+from botgpt.documents.sandbox import ParseBudget, parse_bounded
 
 MB = 1024 * 1024
 CHUNK = MB
