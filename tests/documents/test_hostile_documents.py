@@ -202,3 +202,12 @@ async def test_deleting_a_document_stops_its_parse(
         await asyncio.sleep(0.05)
     assert await docs.scalar("SELECT COUNT(*) FROM documents WHERE id = :d", d=doc_id) == 0
     assert await docs.scalar("SELECT COUNT(*) FROM chunks WHERE document_id = :d", d=doc_id) == 0
+
+
+def test_the_parser_process_gets_no_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from botgpt.documents.sandbox import _child_environment
+
+    monkeypatch.setenv("BOTGPT_LLM_API_KEY", "sk-never-for-parsers")
+    env = _child_environment()
+    assert not [k for k in env if k.startswith("BOTGPT_")]
+    assert env.get("PATH") == os.environ.get("PATH")

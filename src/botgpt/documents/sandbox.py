@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -104,6 +105,7 @@ async def _parse_in_child(
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        env=_child_environment(),
     )
     request = header_for(filename, budget.limits, budget.memory_mb) + data
     talk = asyncio.ensure_future(child.communicate(request))
@@ -128,6 +130,14 @@ async def _parse_in_child(
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await talk
     return _answer(child.returncode, stdout, stderr, budget)
+
+
+def _child_environment() -> dict[str, str]:
+    # The parser reads untrusted bytes: it gets none of the service's settings (keys, secrets).
+    return {k: v for k, v in os.environ.items() if not k.startswith(_SETTINGS_PREFIX)}
+
+
+_SETTINGS_PREFIX = "BOTGPT_"
 
 
 def _answer(code: int | None, stdout: bytes, stderr: bytes, budget: ParseBudget) -> ParsedDocument:
