@@ -186,3 +186,25 @@ async def test_nul_characters_are_422_on_every_text_field(
         "/api/v1/conversations", json={"first_message": "a literal \\u0000"}, headers=user.headers
     )
     assert r.status_code == 201, r.text
+
+
+async def test_nul_in_auth_fields_is_never_a_server_error(
+    client: httpx.AsyncClient, user: AuthedUser, ctx: AppCtx
+) -> None:
+    # auth/ schemas do not use the shared Text type yet; PostgreSQL's refusal is answered as
+    # a 422 by errors.py instead of a 500 (SQLite stores the character).
+    cases = [
+        (
+            "/api/v1/auth/register",
+            {"email": "nul@example.com", "password": "long enough pw", "display_name": NUL_TEXT},
+        ),
+        ("/api/v1/api-keys", {"name": NUL_TEXT}),
+        ("/api/v1/auth/refresh", {"refresh_token": NUL_TEXT}),
+        ("/api/v1/auth/login", {"email": "nul@example.com", "password": NUL_TEXT}),
+    ]
+    for url, body in cases:
+        r = await client.post(url, json=body, headers=user.headers)
+        assert r.status_code < 500, (url, r.text)
+        if ctx.backend == "postgres" and url in ("/api/v1/auth/register", "/api/v1/api-keys"):
+            assert r.status_code == 422, (url, r.text)
+            assert "NUL" in r.json()["error"]["message"]
