@@ -167,6 +167,13 @@ def create_app(
     app.include_router(webhooks_router)
     app.include_router(privacy_router)
     app.include_router(analytics_router)
+    # Counted while the body is read, Content-Length or not; uploads enforce their own limit.
+    # Added before CORS so that its 413s carry the CORS headers too.
+    app.add_middleware(
+        BodyLimitMiddleware,
+        default=int(settings.max_body_mb * 1024 * 1024),
+        routes={("POST", "/api/v1/documents"): UPLOAD_BODY_CEILING},
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -174,11 +181,5 @@ def create_app(
             allow_methods=["*"],
             allow_headers=["*"],
         )
-    # Counted while the body is read, Content-Length or not; uploads enforce their own limit.
-    app.add_middleware(
-        BodyLimitMiddleware,
-        default=int(settings.max_body_mb * 1024 * 1024),
-        routes={("POST", "/api/v1/documents"): UPLOAD_BODY_CEILING},
-    )
     app.add_middleware(RequestContextMiddleware, headers=security_headers(settings))
     return app
