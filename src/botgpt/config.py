@@ -18,6 +18,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from botgpt.files import write_private
+
 WEAK_SECRETS = {"changeme", "change-me", "secret", "dev", "development", "password", "test"}
 GROQ_BASE_URL = "https://api.groq.com/openai/v1"
 GROQ_DEFAULT_MODEL = "llama-3.1-8b-instant"
@@ -255,10 +257,11 @@ class Settings(BaseSettings):
         path = self.data_dir / "jwt_secret"
         if path.exists():
             return path.read_text().strip()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         key = secrets.token_urlsafe(48)
-        path.write_text(key)
-        path.chmod(0o600)
+        try:
+            write_private(path, key)  # 0600 from its first byte, in a 0700 folder
+        except FileExistsError:  # another process generated it first
+            return path.read_text().strip()
         return key
 
     # --- documents and retrieval (DESIGN.md section 5) ---------------------------------
@@ -266,6 +269,21 @@ class Settings(BaseSettings):
     # API, or the hash test double), hybrid-search fusion and the grounded relevance floor.
     # Fusion defaults are botgpt.retrieval.search.SearchParams' (tuned on SciFact train).
     max_upload_mb: float = Field(25.0, gt=0, le=2048)
+    # --- hostile input (issue 8): request bodies and parsing limits ---------------------
+    # Every request body but an upload's (which has max_upload_mb) is refused with 413 above
+    # max_body_mb, counted while it is read (also without Content-Length). Parsing runs in a
+    # child process that is killed past its time budget or memory, or when its document is
+    # deleted; archives (DOCX) are checked for size and compression ratio before parsing.
+    max_body_mb: float = Field(1.0, gt=0, le=1024)
+    parse_timeout_seconds: float = Field(120.0, gt=0)
+    parse_max_memory_mb: int = Field(1024, ge=128, le=65536)
+    parse_max_pages: int = Field(2000, ge=1)
+    parse_max_paragraphs: int = Field(200_000, ge=1)
+    parse_max_chars: int = Field(10_000_000, ge=1000)
+    parse_max_unpacked_mb: float = Field(100.0, gt=0)
+    parse_max_compression_ratio: float = Field(100.0, ge=1)
+    parse_max_html_depth: int = Field(512, ge=8)
+    # --- end hostile input ----------------------------------------------------------------
     chunk_tokens: int = Field(256, ge=16, le=8192)
     chunk_overlap: int = Field(32, ge=0, le=4096)
     embedding_provider: Literal["local", "openai", "hash"] = "local"

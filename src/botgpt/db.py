@@ -19,6 +19,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase
 
+from botgpt.files import private_file
+
 _SQLITE_ERRORS = (
     "DatabaseError",
     "Error",
@@ -68,7 +70,8 @@ def sqlite_connect(path: str) -> Any:
 def _make_sqlite_engine(url: str) -> AsyncEngine:
     path = sqlite_path(url)
     if path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # Created 0600 in a 0700 folder; SQLite gives its -wal and -shm files the same mode.
+        private_file(Path(path))
 
     async def creator() -> Any:
         return await aiosqlite.core.Connection(

@@ -236,6 +236,7 @@ class DocumentService:
         await self.blobs.delete(doc.storage_key)
         await self.ingestor.purge(await db.connection(), document_id)
         await db.commit()
+        self.ingestor.cancel(document_id)  # a parse under way here stops now, not at its end
         db.expunge(doc)
         log.info("document deleted", extra={"document_id": document_id})
 
