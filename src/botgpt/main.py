@@ -79,6 +79,7 @@ def build_container(settings: Settings, provider: LLMProvider | None = None) -> 
     dispatcher = Dispatcher(settings, container.sessions)
     container.services["webhooks"] = dispatcher
     chat.on_event = dispatcher.emit
+    chat.leases.on_event = dispatcher.emit
     container.services["ingestor"].on_event = dispatcher.emit
     return container
 
@@ -113,6 +114,8 @@ def create_app(
             await migrate.upgrade(container.engine)
         await container.services["jobs"].start()
         await container.services["webhooks"].start()
+        # Settles replies that a killed process left generating, then keeps sweeping.
+        await container.services["chat"].leases.start()
         revocations = container.auth.revocations
         fanout = container.services["streams"].fanout
         for shared in (revocations, fanout):
@@ -126,6 +129,7 @@ def create_app(
             if shared is not None:
                 await shared.stop()
         await container.services["chat"].drain()
+        await container.services["chat"].leases.stop()
         await container.services["llm"].aclose()
         await container.services["moderator"].aclose()
         await container.services["sql"].close()

@@ -80,12 +80,6 @@ _ADD_TOTALS = (
     )
 )
 
-_PARTIAL = (
-    update(messages)
-    .where(m.id == bindparam("mid"), m.status.in_(("pending", "streaming")))
-    .values(content=bindparam("content"), status="streaming")
-)
-
 _SAVE_SUMMARY = (
     update(conversations)
     .where(c.id == bindparam("cid"))
@@ -141,6 +135,8 @@ def message_row(
         "superseded": False,
         "created_at": now,
         "completed_at": now if status == "complete" else None,
+        "lease_owner": None,
+        "lease_expires_at": None,
     }
 
 
@@ -208,11 +204,6 @@ def finish_message(conn: Connection, values: dict[str, Any], totals: dict[str, A
         conn.execute(_ADD_TOTALS, totals)
 
 
-def save_partial(conn: Connection, message_id: str, content: str) -> None:
-    """Persist the text generated so far of a message still streaming."""
-    conn.execute(_PARTIAL, {"mid": message_id, "content": content})
-
-
 def save_summary(conn: Connection, conv_id: str, summary: str, upto_message_id: str) -> None:
     """Store the conversation's running summary."""
     conn.execute(_SAVE_SUMMARY, {"cid": conv_id, "summary": summary, "upto": upto_message_id})
@@ -235,7 +226,13 @@ class RegenerateRefused(Exception):
 
 
 def regenerate(
-    conn: Connection, conv_id: str, owner_id: str, message_id: str, now: datetime, limit: int
+    conn: Connection,
+    conv_id: str,
+    owner_id: str,
+    message_id: str,
+    now: datetime,
+    limit: int,
+    lease: dict[str, Any] | None = None,
 ) -> tuple[Appended, dict[str, Any], dict[str, Any]] | None:
     """Supersede the latest assistant reply and add a new pending one to the same question.
 
@@ -266,6 +263,7 @@ def regenerate(
     conn.execute(update(messages).where(m.id == message_id).values(superseded=True))
     row = message_row(conv_id, next_seq - 1, "assistant", "", "pending", now)
     row["reply_to_id"] = question.id
+    row.update(lease or {})
     conn.execute(_INSERT_MESSAGES, [row])
     history = [
         HistoryRow(r[0], r[1], r[2])

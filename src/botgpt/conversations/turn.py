@@ -23,6 +23,7 @@ from sqlalchemy import Connection
 from botgpt.config import Settings
 from botgpt.conversations import store
 from botgpt.conversations.grounding import Grounder, Grounding, citations
+from botgpt.conversations.leases import LiveReplies
 from botgpt.conversations.prompts import TITLE_PROMPT, clean_title, make_title, system_prompt
 from botgpt.conversations.schemas import MessagePublic, TurnPublic
 from botgpt.conversations.store import HistoryRow
@@ -119,6 +120,9 @@ class ChatService:
         self.summarizer = Summarizer(provider, counter=self.counter)
         self.budget = effective_budget(
             provider.context_window, settings.reply_reserve_tokens, settings.context_max_tokens
+        )
+        self.leases = LiveReplies(
+            runner, settings.stream_lease_seconds, settings.stream_flush_seconds
         )
         self._background: set[asyncio.Task[None]] = set()
 
@@ -235,9 +239,10 @@ class ChatService:
         now = utcnow()
         limit = self.settings.history_max_messages
         try:
+            lease = self.leases.lease_values()
             result = await self.runner.run(
                 lambda conn: store.regenerate(
-                    conn, conversation_id, owner_id, message_id, now, limit
+                    conn, conversation_id, owner_id, message_id, now, limit, lease
                 )
             )
         except store.RegenerateRefused as e:
@@ -272,6 +277,7 @@ class ChatService:
         user = store.message_row(conv_id, user_seq, "user", text, "complete", now)
         assistant = store.message_row(conv_id, user_seq + 1, "assistant", "", "pending", now)
         assistant["reply_to_id"] = user["id"]
+        assistant.update(self.leases.lease_values())
         return [user, assistant]
 
     async def _scope_check(self, owner_id: str, document_ids: Sequence[str]) -> None:
@@ -345,7 +351,7 @@ class ChatService:
 
     async def events(self, turn: Turn) -> AsyncIterator[TurnEvent]:
         """Stream a turn: start, deltas, usage, then done or error; persists the outcome."""
-        yield TurnEvent("start", self._ids(turn))
+        mid = turn.assistant["id"]
         parts: list[str] = []
         usage: Usage | None = None
         started = time.perf_counter()
@@ -357,7 +363,11 @@ class ChatService:
             if turn.canned is not None
             else stream_with_source(self.provider, turn.request)
         )
+        # Held from here until `_finish` stored the outcome: the lease stays fresh meanwhile.
+        self.leases.hold(mid, turn.assistant.get("lease_expires_at"))
         try:
+            # Inside the try: a client gone right at the start still settles the reply.
+            yield TurnEvent("start", self._ids(turn))
             async for answered, chunk in stream:
                 source = answered  # a fallback may answer instead of the primary
                 if chunk.delta:
@@ -369,7 +379,7 @@ class ChatService:
                     now = time.perf_counter()
                     if now - flushed >= self.settings.stream_flush_seconds:
                         flushed = now
-                        await self._save_partial(turn, "".join(parts))
+                        self.leases.progress(mid, "".join(parts))  # batched, not awaited
                 if chunk.usage is not None:
                     usage = chunk.usage
             outcome = "complete"
@@ -387,10 +397,6 @@ class ChatService:
         await self._finish(turn, parts, usage, started, "complete", None, source)
         yield TurnEvent("usage", {"usage": message_from_values(turn.assistant).usage})
         yield TurnEvent("done", {"assistant_message": message_from_values(turn.assistant)})
-
-    async def _save_partial(self, turn: Turn, text: str) -> None:
-        mid = turn.assistant["id"]
-        await self.runner.run(lambda conn: store.save_partial(conn, mid, text))
 
     async def _finish(
         self,
@@ -432,7 +438,10 @@ class ChatService:
             "preview": text[: store.PREVIEW_CHARS] or turn.user["content"][: store.PREVIEW_CHARS],
             "now": done,
         }
-        await self.runner.run(lambda conn: store.finish_message(conn, values, totals))
+        try:
+            await self.runner.run(lambda conn: store.finish_message(conn, values, totals))
+        finally:
+            self.leases.release(turn.assistant["id"])
         metrics.record_turn(source.name, model, status, prompt_tokens, completion_tokens, cost)
         self.on_event(
             turn.owner_id,

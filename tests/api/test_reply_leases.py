@@ -1,0 +1,125 @@
+"""Reply leases (issue 8, item 3): a reply left by a dead process ends failed/interrupted."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import Connection, select, update
+
+from botgpt.conversations.leases import LiveReplies, messages
+from botgpt.conversations.turn import ChatService
+from botgpt.ids import utcnow
+from botgpt.llm.fake import FakeProvider, FakeReply
+from tests.conftest import AppCtx, AuthedUser, ConversationFactory
+
+
+def _chat(ctx: AppCtx) -> ChatService:
+    chat: ChatService = ctx.app.state.container.services["chat"]
+    return chat
+
+
+async def _row(chat: ChatService, message_id: str) -> Any:
+    def load(conn: Connection) -> Any:
+        return conn.execute(select(messages).where(messages.c.id == message_id)).first()
+
+    return await chat.runner.run(load)
+
+
+async def _leave_behind(
+    chat: ChatService, message_id: str, content: str, expires_in: float, owner: str
+) -> None:
+    """Make a reply look like another process is (or was) generating it."""
+    values = {
+        "status": "streaming",
+        "content": content,
+        "lease_owner": owner,
+        "lease_expires_at": utcnow() + timedelta(seconds=expires_in),
+    }
+    await chat.runner.run(
+        lambda conn: conn.execute(
+            update(messages).where(messages.c.id == message_id).values(**values)
+        )
+    )
+
+
+async def test_expired_lease_is_settled_as_interrupted_and_can_be_regenerated(
+    ctx: AppCtx,
+    client: httpx.AsyncClient,
+    user: AuthedUser,
+    conversations: ConversationFactory,
+) -> None:
+    chat = _chat(ctx)
+    conv = await conversations.create(user, "First question")
+    cid = str(conv["conversation_id"])
+    # A second turn whose process died mid-reply, and a live one of another process.
+    dead = await chat.send_message(user.id, cid, "Second question")
+    other = await conversations.create(user, "Elsewhere")
+    live = await chat.send_message(user.id, str(other["conversation_id"]), "Still going")
+    dead_id, live_id = dead.assistant["id"], live.assistant["id"]
+    await _leave_behind(chat, dead_id, "Half an ans", -1, "gone-host:4242:dead")
+    await _leave_behind(chat, live_id, "Going", 60, "other-host:7:alive")
+
+    swept = await chat.leases.sweep()
+
+    assert dead_id in swept and live_id not in swept
+    r = await client.get(f"/api/v1/conversations/{cid}", headers=user.headers)
+    assert r.status_code == 200
+    history = r.json()["messages"]
+    question, reply = history[-2], history[-1]
+    assert question["content"] == "Second question" and question["status"] == "complete"
+    assert reply["id"] == dead_id
+    assert reply["status"] == "failed"
+    assert reply["content"] == "Half an ans"  # the partial text is kept
+    assert reply["error"]["code"] == "interrupted"
+    assert (await _row(chat, live_id)).status == "streaming"  # the other process's reply
+
+    r = await client.post(
+        f"/api/v1/conversations/{cid}/messages/{dead_id}/regenerate", headers=user.headers
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["assistant_message"]["status"] == "complete"
+    await _leave_behind(chat, live_id, "Going", -1, "other-host:7:alive")
+    assert live_id in await chat.leases.sweep()  # settled once that process stops renewing
+
+
+async def test_a_generating_reply_keeps_its_lease_fresh(
+    ctx: AppCtx, user: AuthedUser, fake: FakeProvider
+) -> None:
+    """A reply generating longer than its lease is never swept by another process."""
+    chat = _chat(ctx)
+    saved = chat.leases
+    chat.leases = LiveReplies(chat.runner, lease_seconds=1.0, flush_seconds=0.1, owner="proc-a")
+    other = LiveReplies(chat.runner, lease_seconds=1.0, flush_seconds=0.1, owner="proc-b")
+    text = "word " * 60
+    fake.enqueue(FakeReply(text=text, chunk_size=5, chunk_delay=0.05))  # about 3 s
+    try:
+        turn = await chat.start_conversation(user.id, "Talk for a while", "open", None)
+        mid = turn.assistant["id"]
+        events: list[str] = []
+        seen_partial = ""
+
+        async def generate() -> None:
+            async for event in chat.events(turn):
+                events.append(event.event)
+
+        task = asyncio.create_task(generate())
+        swept: list[str] = []
+        while not task.done():
+            swept += await other.sweep()
+            row = await _row(chat, mid)
+            if row.status == "streaming" and row.content:
+                seen_partial = row.content
+                assert row.lease_owner == "proc-a"
+            await asyncio.sleep(0.2)
+        await task
+    finally:
+        chat.leases = saved
+    assert mid not in swept
+    assert events[0] == "start" and events[-1] == "done"
+    assert seen_partial and text.startswith(seen_partial)  # progress was written meanwhile
+    row = await _row(chat, mid)
+    assert row.status == "complete" and row.content == text
+    assert chat.leases.held == 0
