@@ -59,15 +59,7 @@ class ServerProcess:
         """Start the server (migrating and creating the admin at the first start)."""
         self.port = free_port()
         self.starts += 1
-        log = open(self.data_dir / f"server-{self.starts}.log", "w")  # noqa: SIM115 - the child owns it
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "botgpt.cli", "serve", "--port", str(self.port)],
-            env={**self.env, "BOTGPT_PORT": str(self.port)},
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-        )
-        log.close()
+        await asyncio.to_thread(self._spawn)
         await asyncio.to_thread(self._read_banner)
         deadline = time.monotonic() + 60
         async with httpx.AsyncClient(base_url=self.url, timeout=2) as probe:
@@ -79,6 +71,16 @@ class ServerProcess:
                     pass
                 await asyncio.sleep(0.1)
         raise RuntimeError(f"the server did not start; see {self.data_dir}")
+
+    def _spawn(self) -> None:
+        with open(self.data_dir / f"server-{self.starts}.log", "w") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "botgpt.cli", "serve", "--port", str(self.port)],
+                env={**self.env, "BOTGPT_PORT": str(self.port)},
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+            )
 
     def _read_banner(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
