@@ -198,7 +198,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     }
     proc, port, key = await asyncio.to_thread(start_botgpt, args.database_url, env)
     try:
-        tokens = await login_tokens(port, args.users)
+        tokens = [key] if args.api_key else await login_tokens(port, args.users)
         stream_raws = [
             build("POST", "/api/v1/conversations?stream=true", {"first_message": "tell me"}, t)
             for t in tokens
@@ -243,7 +243,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         return {
             "database": "postgresql" if args.database_url.startswith("postgres") else "sqlite",
             "streams": args.streams,
-            "stream_users_with_login_tokens": args.users,
+            "stream_credentials": "api key" if args.api_key else f"{args.users} login users",
             "lockstep": args.lockstep,
             "json_turn_clients": args.turns,
             "reply_seconds_mean": round(args.tokens * args.interval, 2),
@@ -273,6 +273,9 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=20, help="tokens of a streamed reply")
     parser.add_argument("--interval", type=float, default=0.25, help="seconds between tokens")
     parser.add_argument("--users", type=int, default=20, help="login users the streams use")
+    parser.add_argument(
+        "--api-key", action="store_true", help="streams use the admin's API key, not login tokens"
+    )
     parser.add_argument(
         "--lockstep", action="store_true", help="start every stream client at the same moment"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -116,6 +117,11 @@ def create_app(
         await container.services["webhooks"].start()
         # Settles replies that a killed process left generating, then keeps sweeping.
         await container.services["chat"].leases.start()
+        # Everything built so far (modules, settings, services) lives as long as the process:
+        # keep it out of the collector's full passes, which otherwise walk it all and stop
+        # every stream for hundreds of ms under load (bench/stream_load.py).
+        gc.collect()
+        gc.freeze()
         revocations = container.auth.revocations
         fanout = container.services["streams"].fanout
         for shared in (revocations, fanout):

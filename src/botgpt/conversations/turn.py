@@ -512,6 +512,10 @@ class ChatService:
             return None
         return round((prompt_tokens * price[0] + completion_tokens * price[1]) / 1_000_000, 8)
 
+    def turn_ids(self, turn: Turn) -> dict[str, Any]:
+        """The ids a turn's `start` event carries."""
+        return self._ids(turn)
+
     @staticmethod
     def _ids(turn: Turn) -> dict[str, Any]:
         return {
