@@ -85,41 +85,49 @@ async def test_expired_lease_is_settled_as_interrupted_and_can_be_regenerated(
     assert live_id in await chat.leases.sweep()  # settled once that process stops renewing
 
 
-async def test_a_generating_reply_keeps_its_lease_fresh(
+async def test_generating_replies_keep_their_leases_fresh(
     ctx: AppCtx, user: AuthedUser, fake: FakeProvider
 ) -> None:
-    """A reply generating longer than its lease is never swept by another process."""
+    """Replies generating longer than their lease are never swept by another process, and
+    their text so far is written meanwhile (several replies in one batch)."""
     chat = _chat(ctx)
     saved = chat.leases
     chat.leases = LiveReplies(chat.runner, lease_seconds=1.0, flush_seconds=0.1, owner="proc-a")
     other = LiveReplies(chat.runner, lease_seconds=1.0, flush_seconds=0.1, owner="proc-b")
     text = "word " * 60
-    fake.enqueue(FakeReply(text=text, chunk_size=5, chunk_delay=0.05))  # about 3 s
+    replies = 3
+    for _ in range(replies):
+        fake.enqueue(FakeReply(text=text, chunk_size=5, chunk_delay=0.05))  # about 3 s
     try:
-        turn = await chat.start_conversation(user.id, "Talk for a while", "open", None)
-        mid = turn.assistant["id"]
-        events: list[str] = []
-        seen_partial = ""
+        turns = [
+            await chat.start_conversation(user.id, f"Talk for a while {i}", "open", None)
+            for i in range(replies)
+        ]
+        ids = [turn.assistant["id"] for turn in turns]
+        events: dict[str, list[str]] = {mid: [] for mid in ids}
+        partial: dict[str, str] = {}
 
-        async def generate() -> None:
+        async def generate(turn: Any) -> None:
             async for event in chat.events(turn):
-                events.append(event.event)
+                events[turn.assistant["id"]].append(event.event)
 
-        task = asyncio.create_task(generate())
+        tasks = [asyncio.create_task(generate(turn)) for turn in turns]
         swept: list[str] = []
-        while not task.done():
+        while not all(task.done() for task in tasks):
             swept += await other.sweep()
-            row = await _row(chat, mid)
-            if row.status == "streaming" and row.content:
-                seen_partial = row.content
-                assert row.lease_owner == "proc-a"
+            for mid in ids:
+                row = await _row(chat, mid)
+                if row.status == "streaming" and row.content:
+                    partial[mid] = row.content
+                    assert row.lease_owner == "proc-a"
             await asyncio.sleep(0.2)
-        await task
+        await asyncio.gather(*tasks)
     finally:
         chat.leases = saved
-    assert mid not in swept
-    assert events[0] == "start" and events[-1] == "done"
-    assert seen_partial and text.startswith(seen_partial)  # progress was written meanwhile
-    row = await _row(chat, mid)
-    assert row.status == "complete" and row.content == text
+    assert not set(swept) & set(ids)
+    for mid in ids:
+        assert events[mid][0] == "start" and events[mid][-1] == "done"
+        assert partial.get(mid) and text.startswith(partial[mid])  # progress was written
+        row = await _row(chat, mid)
+        assert row.status == "complete" and row.content == text
     assert chat.leases.held == 0

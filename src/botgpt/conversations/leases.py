@@ -32,7 +32,6 @@ from botgpt.sqlrunner import SqlRunner
 
 log = logging.getLogger("botgpt.leases")
 
-ACTIVE = ("pending", "streaming")
 INTERRUPTED = "interrupted"
 INTERRUPTED_MESSAGE = "The server generating this reply stopped before it finished."
 
@@ -43,14 +42,15 @@ m, c = messages.c, conversations.c
 # Spelled as in the partial index `ix_messages_live_lease`, so the sweep can use it.
 _LIVE = text("messages.status IN ('pending', 'streaming')")
 
+# Literal states (no expanding IN parameter): these run as executemany over many replies.
 _PROGRESS = (
     update(messages)
-    .where(m.id == bindparam("mid"), m.status.in_(ACTIVE))
+    .where(m.id == bindparam("mid"), _LIVE)
     .values(content=bindparam("content"), status="streaming", lease_expires_at=bindparam("until"))
 )
 _RENEW = (
     update(messages)
-    .where(m.id == bindparam("mid"), m.status.in_(ACTIVE))
+    .where(m.id == bindparam("mid"), _LIVE)
     .values(lease_expires_at=bindparam("until"))
 )
 _SWEEP = (
