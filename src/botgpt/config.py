@@ -158,6 +158,11 @@ class Settings(BaseSettings):
     stream_reattach_grace_seconds: float = Field(
         0.0, ge=0, description="How long a stream with no client keeps generating."
     )
+    stream_lease_seconds: float = Field(
+        30.0,
+        ge=1,
+        description="A reply whose process stopped renewing its lease this long ends interrupted.",
+    )
     grounded_top_k: int = Field(5, ge=1, le=20, description="Passages given to grounded turns.")
     grounded_not_found_message: str = (
         "I could not find this in your documents, so I cannot answer it from them."

@@ -64,6 +64,7 @@ class Container:
             if shared is not None:
                 await shared.stop()
         await self.chat.drain()
+        await self.chat.leases.stop()
         await self.providers.aclose()
         await self.llm.aclose()
         await self.moderator.aclose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -74,6 +75,13 @@ def create_app(
             await migrate.upgrade(container.engine)
         await container.docs.jobs.start()
         await container.webhooks.start()
+        # Settles replies that a killed process left generating, then keeps sweeping.
+        await container.chat.leases.start()
+        # Everything built so far (modules, settings, services) lives as long as the process:
+        # keep it out of the collector's full passes, which otherwise walk it all and stop
+        # every stream for hundreds of ms under load (bench/stream_load.py).
+        gc.collect()
+        gc.freeze()
         for shared in (container.auth.revocations, container.streams.fanout):
             if shared is not None:
                 await shared.start()

@@ -25,7 +25,7 @@ from botgpt.conversations.sse import live_response
 from botgpt.conversations.streams import StreamHub
 from botgpt.conversations.turn import ChatService
 from botgpt.conversations.views import turn_public
-from botgpt.deps import ActAs, ContainerDep, CurrentPrincipal, SessionDep
+from botgpt.deps import ActAs, ContainerDep, CurrentPrincipal, SessionDep, release
 from botgpt.exceptions import InvalidInput
 from botgpt.idempotency import request_fingerprint, run_once
 from botgpt.openapi import SSE_EVENT_SCHEMA, errors_doc
@@ -83,6 +83,7 @@ async def respond(
 
     `present` shapes the JSON result (before it is stored for idempotent replays).
     """
+    await release(db)  # the turn uses its own short transactions: hold nothing meanwhile
     if stream:
         if idempotency_key is not None:
             raise InvalidInput(
