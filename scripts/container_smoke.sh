@@ -108,7 +108,8 @@ if ! podman build --isolation chroot --layers "${build_args[@]}" -t "$IMAGE" . \
 fi
 size=$(podman image inspect --format '{{.Size}}' "$IMAGE")
 log "built $IMAGE in $((SECONDS - t0)) s, $((size / 1000000)) MB"
-podman image prune -f >/dev/null 2>&1 || true
+# Intermediate images of the stages are the layer cache of the next run: only old ones go.
+podman image prune -f --filter until=168h >/dev/null 2>&1 || true
 
 # --- smoke test: serve from the image, wait for /ready, get an answer ---------------------
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

@@ -69,6 +69,9 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    # Serving processes of `botgpt serve` (uvicorn workers); more than one needs PostgreSQL
+    # and Redis, which every process shares.
+    workers: int = Field(1, ge=1, le=64)
     log_level: str = "INFO"
     log_json: bool = True
     cors_origins: list[str] = []
