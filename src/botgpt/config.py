@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     api_key_cache_seconds: float = Field(30.0, ge=0)
 
     llm_provider: Literal["local", "openai", "anthropic", "fake"] = "local"
+    # The fake provider (benchmarks): wait before the first piece, and between pieces.
+    llm_fake_latency_seconds: float = Field(0.0, ge=0, le=60)
+    llm_fake_token_interval_seconds: float = Field(0.0, ge=0, le=10)
     llm_base_url: str = "https://api.openai.com/v1"
     llm_api_key: SecretStr | None = None
     llm_model: str = ""

@@ -87,7 +87,10 @@ def build_base_provider(settings: Settings) -> LLMProvider:
     if settings.llm_provider == "fake":
         from botgpt.llm.fake import FakeProvider
 
-        return FakeProvider(model=settings.llm_model or "fake-model")
+        fake = FakeProvider(model=settings.llm_model or "fake-model")
+        fake.default_delay = settings.llm_fake_latency_seconds
+        fake.default_chunk_delay = settings.llm_fake_token_interval_seconds
+        return fake
     key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else ""
     # BOTGPT_LLM_BASE_URL defaults to OpenAI's, so it only applies to the openai kind.
     base_url = settings.llm_base_url if settings.llm_provider == "openai" else ""

@@ -35,6 +35,7 @@ class FakeProvider(LLMProvider):
         self.queue: deque[FakeReply | LLMError | str | Callable[[ChatRequest], str]] = deque()
         self.requests: list[ChatRequest] = []
         self.default_delay = 0.0
+        self.default_chunk_delay = 0.0  # between pieces of replies that set no chunk_delay
 
     def enqueue(self, *replies: FakeReply | LLMError | str | Callable[[ChatRequest], str]) -> None:
         """Queue replies for the next calls: text, an error to raise, a `FakeReply`, or a
@@ -60,8 +61,8 @@ class FakeProvider(LLMProvider):
         for n, piece in enumerate(pieces):
             if item.error is not None and n == item.error_after_chunks:
                 raise item.error
-            if item.chunk_delay:
-                await asyncio.sleep(item.chunk_delay)
+            if item.chunk_delay or self.default_chunk_delay:
+                await asyncio.sleep(item.chunk_delay or self.default_chunk_delay)
             yield ChatChunk(delta=piece)
         if item.error is not None:
             raise item.error
