@@ -217,6 +217,14 @@ class Settings(BaseSettings):
     # API, or the hash test double), hybrid-search fusion and the grounded relevance floor.
     # Fusion defaults are botgpt.retrieval.search.SearchParams' (tuned on SciFact train).
     max_upload_mb: float = Field(25.0, gt=0, le=2048)
+    # Where uploaded originals live: the data folder, or an S3-compatible bucket.
+    blob_store: Literal["local", "s3"] = "local"
+    s3_endpoint_url: str = "https://s3.amazonaws.com"
+    s3_bucket: str = ""
+    s3_region: str = ""
+    s3_access_key: SecretStr | None = None
+    s3_secret_key: SecretStr | None = None
+    s3_prefix: str = ""
     chunk_tokens: int = Field(256, ge=16, le=8192)
     chunk_overlap: int = Field(32, ge=0, le=4096)
     embedding_provider: Literal["local", "openai", "hash"] = "local"
@@ -236,6 +244,12 @@ class Settings(BaseSettings):
     search_min_score: float = Field(
         0.25, ge=-1, le=1, description="Grounded answers ignore passages below this cosine."
     )
+
+    @model_validator(mode="after")
+    def _check_blob_store(self) -> Settings:
+        if self.blob_store == "s3" and not self.s3_bucket:
+            raise ValueError("BOTGPT_S3_BUCKET is required when BOTGPT_BLOB_STORE=s3")
+        return self
 
     @model_validator(mode="after")
     def _check_chunking(self) -> Settings:
