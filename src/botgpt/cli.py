@@ -61,6 +61,19 @@ def workers_problem(settings: Settings) -> str | None:
     return None
 
 
+def _metrics_folder() -> None:
+    """A fresh folder for the worker processes' metric files (prometheus_client multiprocess)."""
+    import atexit
+    import os
+    import shutil
+    import tempfile
+
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        folder = tempfile.mkdtemp(prefix="botgpt-metrics-")
+        atexit.register(shutil.rmtree, folder, True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+
+
 def serve_app() -> Any:
     """The application of one worker process of `botgpt serve --workers N` (a uvicorn factory)."""
     from botgpt.main import create_app
@@ -100,7 +113,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
     print(f"BOT GPT is starting at {url}  (API docs: {url}/docs)", flush=True)
     if settings.workers > 1:
         # Each worker process builds its own app from the same environment; migrations and
-        # the admin were done once above.
+        # the admin were done once above. Their metrics are summed through a shared folder.
+        _metrics_folder()
         uvicorn.run(
             "botgpt.cli:serve_app",
             factory=True,

@@ -143,7 +143,35 @@ def test_two_processes_serve_one_postgres_and_redis(pg_url: str, tmp_path: Path)
         for cid in ids:
             r = httpx.get(f"{base}/api/v1/conversations/{cid}", headers=auth, timeout=20)
             assert r.status_code == 200 and len(r.json()["messages"]) == 2
+        # Whichever process answers /metrics, it counts the turns of both.
+        for _ in range(4):
+            text = httpx.get(f"{base}/metrics", timeout=10).text
+            turns = sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("botgpt_chat_turns_total{")
+            )
+            assert turns == 6, text
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=30)
     assert code == 0
+
+
+def test_metrics_of_several_processes_are_summed(tmp_path: Path) -> None:
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    record = (
+        "from botgpt.observability import metrics; "
+        "metrics.record_turn('fake', 'm', 'complete', 10, 5, None)"
+    )
+    for _ in range(2):  # two processes, one turn each
+        subprocess.run([sys.executable, "-c", record], env=env, check=True)
+    show = (
+        "import sys; from botgpt.observability import metrics; "
+        "sys.stdout.write(metrics.exposition().decode())"
+    )
+    text = subprocess.run(
+        [sys.executable, "-c", show], env=env, check=True, capture_output=True, text=True
+    ).stdout
+    assert 'botgpt_chat_turns_total{model="m",provider="fake",status="complete"} 2.0' in text
+    assert 'botgpt_llm_tokens_total{kind="prompt",model="m",provider="fake"} 20.0' in text
