@@ -61,6 +61,12 @@ if [[ -z $mirror ]]; then
     mirror=${mirror:-http://deb.debian.org/debian}
 fi
 mkdir -p "$CACHE"
+# One run at a time on a machine (they share the base, the image tag and the layer cache).
+exec 9>"$CACHE/.lock"
+flock 9
+# Working containers of runs that were killed before their cleanup.
+buildah containers --format '{{.ContainerName}}' 2>/dev/null | grep '^botgpt-smoke-' |
+    xargs -r buildah rm >/dev/null 2>&1 || true
 if [[ ! -f $ROOT/.botgpt-complete ]]; then
     log "debootstrap bookworm (minbase + python3) from $mirror into $ROOT"
     rm -rf "$ROOT"
@@ -113,7 +119,7 @@ podman image prune -f --filter until=168h >/dev/null 2>&1 || true
 
 # --- smoke test: serve from the image, wait for /ready, get an answer ---------------------
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-ctr=$(buildah from --quiet "$IMAGE")
+ctr=$(buildah from --quiet --name "botgpt-smoke-$$" "$IMAGE")
 out=$(mktemp -d)
 server_pid=""
 cleanup() {
