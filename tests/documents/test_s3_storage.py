@@ -159,7 +159,8 @@ async def test_upload_ingest_download_and_delete_through_s3(
     body = await docs.wait(user, doc_id)
     assert body["status"] == "ready", body  # the ingestion read the original from S3
     names = [o.object_name for o in s3.client.list_objects(s3.bucket, recursive=True)]
-    assert len(names) == 1 and not docs.upload_files() - {docs.spool}
+    assert names == [f"{user.id}/{doc_id}"]
+    assert not (docs.uploads / user.id).exists()  # nothing of this user's in the local folder
     r = await client.get(f"/api/v1/documents/{doc_id}/file", headers=user.headers)
     assert r.status_code == 200 and r.content == data
     r = await client.delete(f"/api/v1/documents/{doc_id}", headers=user.headers)
