@@ -7,10 +7,10 @@ ARG BASE=python:3.11-slim-bookworm
 
 FROM ${BASE} AS deps
 ARG UV_VERSION=0.13.9
-# Package index settings of the building machine (empty: PyPI).
-ARG PIP_INDEX_URL=""
-ARG UV_DEFAULT_INDEX=""
-ARG UV_INDEX_URL=""
+# Package index settings of the building machine (unset: PyPI).
+ARG PIP_INDEX_URL
+ARG UV_DEFAULT_INDEX
+ARG UV_INDEX_URL
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     UV_NO_CACHE=1 \
