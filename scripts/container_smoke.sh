@@ -101,8 +101,9 @@ for var in PIP_INDEX_URL UV_DEFAULT_INDEX UV_INDEX_URL; do
     [[ -n ${!var:-} ]] && build_args+=(--build-arg "$var=${!var}")
 done
 t0=$SECONDS
-log "podman build --isolation chroot ${build_args[*]} -t $IMAGE ."
-if ! podman build --isolation chroot --layers "${build_args[@]}" -t "$IMAGE" . \
+log "podman build --isolation chroot --format docker ${build_args[*]} -t $IMAGE ."
+# Docker format: the OCI image format has no HEALTHCHECK.
+if ! podman build --isolation chroot --format docker --layers "${build_args[@]}" -t "$IMAGE" . \
     >"$CACHE/build.log" 2>&1; then
     tail -n 30 "$CACHE/build.log" >&2
     if grep -q -E "operation not permitted|permission denied|not supported" "$CACHE/build.log" &&
@@ -172,4 +173,12 @@ print(content.strip().replace("\n", " ")[:120])
 PY
 ) || fail "the model did not answer"
 log "the image answered on $url: \"$answer\""
+# The image's own HEALTHCHECK command, run in the container against the server.
+mapfile -t health < <(podman image inspect --format '{{range .Config.Healthcheck.Test}}{{println .}}{{end}}' \
+    "$IMAGE" | sed '/^$/d')
+[[ ${health[0]:-} == CMD ]] || fail "the image has no HEALTHCHECK command"
+buildah run --isolation chroot --env "BOTGPT_PORT=$port" "$ctr" -- "${health[@]:1}" ||
+    fail "the image's HEALTHCHECK failed"
+[[ $(buildah run --isolation chroot "$ctr" -- id -u) == 10001 ]] || fail "the image runs as root"
+log "HEALTHCHECK passes; runs as uid 10001"
 log "passed in $((SECONDS - started)) s (image $((size / 1000000)) MB)"
