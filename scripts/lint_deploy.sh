@@ -2,7 +2,8 @@
 # Validate the deployment files offline: the Dockerfile (hadolint), compose files and the
 # GitHub Actions workflow against their JSON schemas (check-jsonschema's vendored copies),
 # the Kubernetes manifests against the Kubernetes schemas of a pinned version
-# (kubernetes-validate ships them), every YAML file with yamllint, the Grafana dashboard as JSON.
+# (kubernetes-validate ships them), every YAML file with yamllint, the shell scripts with
+# shellcheck, the Grafana dashboard as JSON.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=.venv/bin
@@ -12,6 +13,8 @@ yaml=(docker-compose.yml docker-compose.dev.yml .github/workflows/ci.yml .yamlli
 
 echo "[lint-deploy] hadolint Dockerfile" >&2
 "$bin/hadolint" Dockerfile
+echo "[lint-deploy] shellcheck scripts" >&2
+"$bin/shellcheck" scripts/*.sh .ci/run
 echo "[lint-deploy] yamllint" >&2
 "$bin/yamllint" --strict -c .yamllint.yaml "${yaml[@]}"
 echo "[lint-deploy] compose files against the compose-spec schema" >&2
