@@ -2,8 +2,8 @@
 # Validate the deployment files offline: the Dockerfile (hadolint), compose files and the
 # GitHub Actions workflow against their JSON schemas (check-jsonschema's vendored copies),
 # the Kubernetes manifests against the Kubernetes schemas of a pinned version
-# (kubernetes-validate ships them), every YAML file with yamllint, the shell scripts with
-# shellcheck, the Grafana dashboard as JSON.
+# (kubernetes-validate ships them), every YAML file with yamllint, the shell scripts (with
+# ShellCheck), the Grafana dashboard as JSON.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=.venv/bin
