@@ -96,6 +96,9 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    # Serving processes of `botgpt serve` (uvicorn workers); more than one needs PostgreSQL
+    # and Redis, which every process shares.
+    workers: int = Field(1, ge=1, le=64)
     log_level: str = "INFO"
     log_json: bool = True
     cors_origins: list[str] = []
@@ -110,6 +113,9 @@ class Settings(BaseSettings):
     api_key_cache_seconds: float = Field(30.0, ge=0)
 
     llm_provider: Literal["local", "openai", "anthropic", "groq", "fake"] = "local"
+    # The fake provider (benchmarks): wait before the first piece, and between pieces.
+    llm_fake_latency_seconds: float = Field(0.0, ge=0, le=60)
+    llm_fake_token_interval_seconds: float = Field(0.0, ge=0, le=10)
     llm_base_url: str = Field("", description="Empty: the provider's public endpoint.")
     llm_api_key: SecretStr | None = None
     # The providers' conventional key variables, used when BOTGPT_LLM_API_KEY is not set.
@@ -289,6 +295,14 @@ class Settings(BaseSettings):
     parse_max_compression_ratio: float = Field(100.0, ge=1)
     parse_max_html_depth: int = Field(512, ge=8)
     # --- end hostile input ----------------------------------------------------------------
+    # Where uploaded originals live: the data folder, or an S3-compatible bucket.
+    blob_store: Literal["local", "s3"] = "local"
+    s3_endpoint_url: str = "https://s3.amazonaws.com"
+    s3_bucket: str = ""
+    s3_region: str = ""
+    s3_access_key: SecretStr | None = None
+    s3_secret_key: SecretStr | None = None
+    s3_prefix: str = ""
     chunk_tokens: int = Field(256, ge=16, le=8192)
     chunk_overlap: int = Field(32, ge=0, le=4096)
     embedding_provider: Literal["local", "openai", "hash"] = "local"
@@ -311,6 +325,12 @@ class Settings(BaseSettings):
     search_min_score: float = Field(
         0.25, ge=-1, le=1, description="Grounded answers ignore passages below this cosine."
     )
+
+    @model_validator(mode="after")
+    def _check_blob_store(self) -> Settings:
+        if self.blob_store == "s3" and not self.s3_bucket:
+            raise ValueError("BOTGPT_S3_BUCKET is required when BOTGPT_BLOB_STORE=s3")
+        return self
 
     @model_validator(mode="after")
     def _check_chunking(self) -> Settings:
