@@ -33,7 +33,7 @@ PROVIDER_KEY_NAMES = {
 }
 
 
-# --- LLM fallback chain (resilience, DESIGN.md section 3 step 5) -------------------
+# --- LLM fallback chain (resilience, docs/architecture.md: generation) -------------------
 class LLMFallback(BaseModel):
     """One entry of BOTGPT_LLM_FALLBACKS: a provider tried when the ones before it fail.
 
@@ -133,7 +133,7 @@ class Settings(BaseSettings):
     llm_retry_attempts: int = Field(3, ge=1, le=10)
     llm_retry_base_seconds: float = Field(0.5, ge=0)
     llm_retry_max_seconds: float = Field(20.0, ge=0)
-    # --- LLM resilience (DESIGN.md section 3 step 5) ---------------------------------
+    # --- LLM resilience ---------------------------------
     # llm_timeout_seconds is the total timeout and llm_connect_timeout_seconds the
     # connect timeout of a call; these add the first-token timeout, the fallback
     # chain (JSON list of LLMFallback) and the per-provider circuit breaker.
@@ -275,7 +275,7 @@ class Settings(BaseSettings):
             return path.read_text().strip()
         return key
 
-    # --- documents and retrieval (DESIGN.md section 5) ---------------------------------
+    # --- documents and retrieval ---------------------------------
     # Upload limit, chunking, the embedder (local MiniLM, any OpenAI-compatible embeddings
     # API, or the hash test double), hybrid-search fusion and the grounded relevance floor.
     # Fusion defaults are botgpt.retrieval.search.SearchParams' (tuned on SciFact train).
