@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     # registration and token refresh count per client address.
     rate_limit_chat: str = "60/minute;1000/hour;10000/day"
     rate_limit_auth: str = "20/minute;200/hour"
+    # Bots' public chat, per client address and bot (each bot adds its own session/day caps).
+    rate_limit_public: str = "20/minute;300/hour"
     # Moderation of user messages: off, blocklist (offline: the words below) or openai (any
     # OpenAI-compatible /moderations endpoint).
     moderation: Literal["off", "blocklist", "openai"] = "off"
@@ -183,7 +185,7 @@ class Settings(BaseSettings):
     def _check_db_url(cls, v: str) -> str:
         return normalise_database_url(v)
 
-    @field_validator("rate_limit_chat", "rate_limit_auth")
+    @field_validator("rate_limit_chat", "rate_limit_auth", "rate_limit_public")
     @classmethod
     def _check_limits(cls, v: str) -> str:
         from limits import parse_many

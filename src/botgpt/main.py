@@ -16,6 +16,8 @@ from botgpt.analytics.router import router as analytics_router
 from botgpt.auth.profile_router import router as profile_router
 from botgpt.auth.router import router as auth_router
 from botgpt.body_limit import BodyLimitMiddleware
+from botgpt.bots.cors import BotCorsMiddleware
+from botgpt.bots.public_router import router as public_chat_router
 from botgpt.bots.router import router as bots_router
 from botgpt.config import Settings, setting_sources
 from botgpt.container import build_container
@@ -124,6 +126,9 @@ def create_app(
     app.include_router(webhooks_router)
     app.include_router(privacy_router)
     app.include_router(analytics_router)
+    # After /api/v1/chat/send and /ws: anything else under /api/v1/chat/ is a bot's.
+    app.include_router(public_chat_router, prefix="/api/v1/chat")
+    app.include_router(public_chat_router, prefix="/api/chat", include_in_schema=False)  # seed 003
     # Counted while the body is read, Content-Length or not; uploads enforce their own limit.
     # Added before CORS so that its 413s carry the CORS headers too.
     app.add_middleware(
@@ -138,5 +143,7 @@ def create_app(
             allow_methods=["*"],
             allow_headers=["*"],
         )
+    # Outside the global CORS: a bot's public chat answers browsers by the bot's own origins.
+    app.add_middleware(BotCorsMiddleware, lookup=container.bot_directory.find)
     app.add_middleware(RequestContextMiddleware, headers=security_headers(settings))
     return app
