@@ -29,9 +29,7 @@ async def test_grounded_bot_cites_and_refuses_what_its_documents_do_not_cover(
     # The bot's own persona frames the grounded prompt.
     assert fake.requests[-1].messages[0].content == "You are the Shop helper bot."
     calls = len(fake.requests)
-    r = await say(
-        client, bot["id"], "Who composed the Moonlight Sonata?", session_id=reply["session_id"]
-    )
+    r = await say(client, bot["id"], "Who composed the Moonlight Sonata?")  # a new visitor
     refusal = r.json()
     assert refusal["source"] == "not_found" and len(fake.requests) == calls
     assert "could not find" in refusal["response"]
