@@ -129,7 +129,7 @@ def test_settings_choose_the_s3_store(s3_url: str, tmp_path: Path) -> None:
         s3_secret_key="test",
         s3_prefix="prod/",
     )
-    blobs = build_document_services(settings, None, None)["blobs"]  # type: ignore[arg-type]
+    blobs = build_document_services(settings, None, None).blobs  # type: ignore[arg-type]
     assert isinstance(blobs, S3BlobStore)
     assert (blobs.bucket, blobs.prefix) == ("botgpt-uploads", "prod/")
     with pytest.raises(ValueError, match="BOTGPT_S3_BUCKET"):
