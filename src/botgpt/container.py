@@ -14,6 +14,7 @@ from botgpt.auth.revocations import RevocationBus
 from botgpt.auth.security import TokenCodec
 from botgpt.auth.service import AuthService
 from botgpt.bots.directory import BotDirectory
+from botgpt.bots.public import PublicChat
 from botgpt.bots.secrets import SecretBox
 from botgpt.bots.service import BotService
 from botgpt.config import Settings
@@ -54,6 +55,7 @@ class Container:
     webhooks: Dispatcher
     bots: BotService
     bot_directory: BotDirectory
+    public_chat: PublicChat
 
     async def close(self) -> None:
         """Release everything, live turns first (app shutdown)."""
@@ -64,6 +66,7 @@ class Container:
             if shared is not None:
                 await shared.stop()
         await self.chat.drain()
+        await self.chat.leases.stop()
         await self.providers.aclose()
         await self.llm.aclose()
         await self.moderator.aclose()
@@ -105,9 +108,10 @@ def build_container(settings: Settings, provider: LLMProvider | None = None) -> 
     chat.on_event = dispatcher.emit
     docs.ingestor.on_event = dispatcher.emit
     directory = BotDirectory(sessions)
-    bots = BotService(
-        SecretBox(settings.encryption_keys()), docs.scope.check_owned, directory.forget
-    )
+    box = SecretBox(settings.encryption_keys())
+    bots = BotService(box, docs.scope.check_owned, directory.forget)
+    public_chat = PublicChat(settings, directory, chat, docs.scope, box, limits, sessions)
+    public_chat.on_event = dispatcher.emit
     return Container(
         settings=settings,
         engine=engine,
@@ -125,4 +129,5 @@ def build_container(settings: Settings, provider: LLMProvider | None = None) -> 
         webhooks=dispatcher,
         bots=bots,
         bot_directory=directory,
+        public_chat=public_chat,
     )

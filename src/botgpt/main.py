@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
@@ -14,6 +15,9 @@ from botgpt import migrate
 from botgpt.analytics.router import router as analytics_router
 from botgpt.auth.profile_router import router as profile_router
 from botgpt.auth.router import router as auth_router
+from botgpt.body_limit import BodyLimitMiddleware
+from botgpt.bots.cors import BotCorsMiddleware
+from botgpt.bots.public_router import router as public_chat_router
 from botgpt.bots.router import router as bots_router
 from botgpt.config import Settings, setting_sources
 from botgpt.container import build_container
@@ -25,6 +29,7 @@ from botgpt.conversations.turn_router import router as turn_router
 from botgpt.conversations.ws_router import router as ws_router
 from botgpt.documents.router import router as documents_router
 from botgpt.documents.search_router import router as search_router
+from botgpt.documents.uploads import UPLOAD_BODY_CEILING
 from botgpt.errors import install_error_handlers
 from botgpt.faqs.category_router import router as faq_categories_router
 from botgpt.faqs.router import router as faqs_router
@@ -34,7 +39,9 @@ from botgpt.observability.logging import protect_server_logs
 from botgpt.observability.middleware import RequestContextMiddleware
 from botgpt.observability.router import router as ops_router
 from botgpt.openai_api.router import router as openai_router
+from botgpt.openapi import install_openapi
 from botgpt.privacy.router import router as privacy_router
+from botgpt.text import refuse_nul_parameters
 from botgpt.webhooks.router import router as webhooks_router
 
 log = logging.getLogger("botgpt")
@@ -72,6 +79,13 @@ def create_app(
             await migrate.upgrade(container.engine)
         await container.docs.jobs.start()
         await container.webhooks.start()
+        # Settles replies that a killed process left generating, then keeps sweeping.
+        await container.chat.leases.start()
+        # Everything built so far (modules, settings, services) lives as long as the process:
+        # keep it out of the collector's full passes, which otherwise walk it all and stop
+        # every stream for hundreds of ms under load (bench/stream_load.py).
+        gc.collect()
+        gc.freeze()
         for shared in (container.auth.revocations, container.streams.fanout):
             if shared is not None:
                 await shared.start()
@@ -83,9 +97,11 @@ def create_app(
         version="0.1.0",
         description="Self-hosted conversational AI backend.",
         lifespan=lifespan,
+        dependencies=[Depends(refuse_nul_parameters)],
     )
     app.state.container = container
     install_error_handlers(app)
+    install_openapi(app)
 
     @app.exception_handler(Replay)
     async def _replay(_: Request, replay: Replay) -> JSONResponse:
@@ -113,6 +129,16 @@ def create_app(
     app.include_router(webhooks_router)
     app.include_router(privacy_router)
     app.include_router(analytics_router)
+    # After /api/v1/chat/send and /ws: anything else under /api/v1/chat/ is a bot's.
+    app.include_router(public_chat_router, prefix="/api/v1/chat")
+    app.include_router(public_chat_router, prefix="/api/chat", include_in_schema=False)  # seed 003
+    # Counted while the body is read, Content-Length or not; uploads enforce their own limit.
+    # Added before CORS so that its 413s carry the CORS headers too.
+    app.add_middleware(
+        BodyLimitMiddleware,
+        default=int(settings.max_body_mb * 1024 * 1024),
+        routes={("POST", "/api/v1/documents"): UPLOAD_BODY_CEILING},
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -120,5 +146,7 @@ def create_app(
             allow_methods=["*"],
             allow_headers=["*"],
         )
+    # Outside the global CORS: a bot's public chat answers browsers by the bot's own origins.
+    app.add_middleware(BotCorsMiddleware, lookup=container.bot_directory.find)
     app.add_middleware(RequestContextMiddleware, headers=security_headers(settings))
     return app

@@ -16,13 +16,15 @@ from pydantic import (
     model_validator,
 )
 
+from botgpt.text import Text
+
 MAX_STARTERS = 6
 MAX_ORIGINS = 20
 ProviderKind = Literal["default", "local", "openai", "anthropic", "groq"]
-BotName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-Prompt = Annotated[str, StringConstraints(max_length=20_000)]
-Starter = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Colour = Annotated[str, StringConstraints(pattern=r"^#[0-9A-Fa-f]{6}$")]
+BotName = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Prompt = Annotated[Text, StringConstraints(max_length=20_000)]
+Starter = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Colour = Annotated[Text, StringConstraints(pattern=r"^#[0-9A-Fa-f]{6}$")]
 
 
 def _origin(value: str) -> str:
@@ -39,8 +41,8 @@ def _https_url(value: str) -> str:
     return value
 
 
-Origin = Annotated[str, StringConstraints(max_length=300), AfterValidator(_origin)]
-Url = Annotated[str, StringConstraints(max_length=500), AfterValidator(_https_url)]
+Origin = Annotated[Text, StringConstraints(max_length=300), AfterValidator(_origin)]
+Url = Annotated[Text, StringConstraints(max_length=500), AfterValidator(_https_url)]
 
 
 class BotWidget(BaseModel):
@@ -48,11 +50,11 @@ class BotWidget(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    title: str | None = Field(default=None, max_length=100)
+    title: Text | None = Field(default=None, max_length=100)
     primary_color: Colour = "#2563eb"
     position: Literal["bottom-right", "bottom-left"] = "bottom-right"
     avatar_url: Url | None = None
-    launcher_text: str = Field(default="Chat with us", max_length=40)
+    launcher_text: Text = Field(default="Chat with us", max_length=40)
 
 
 class _BotFields(BaseModel):
@@ -60,16 +62,16 @@ class _BotFields(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    description: str | None = Field(default=None, max_length=2000)
+    description: Text | None = Field(default=None, max_length=2000)
     system_prompt: Prompt | None = Field(
         default=None, validation_alias=AliasChoices("system_prompt", "prompt")
     )
     provider: ProviderKind | None = None
-    model: str | None = Field(default=None, max_length=100)
+    model: Text | None = Field(default=None, max_length=100)
     base_url: Url | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, ge=1, le=32_000)
-    api_key: str | None = Field(
+    api_key: Text | None = Field(
         default=None, min_length=1, max_length=500, description="Stored encrypted, never shown."
     )
     document_ids: list[str] | None = Field(default=None, max_length=200)
@@ -78,7 +80,7 @@ class _BotFields(BaseModel):
     memory_messages: int | None = Field(default=None, ge=0, le=200)
     faq_first: bool | None = None
     faq_threshold: float | None = Field(default=None, ge=0, le=1)
-    welcome_message: str | None = Field(default=None, max_length=2000)
+    welcome_message: Text | None = Field(default=None, max_length=2000)
     starters: list[Starter] | None = Field(default=None, max_length=MAX_STARTERS)
     widget: BotWidget | None = None
     allowed_origins: list[Origin] | None = Field(default=None, max_length=MAX_ORIGINS)
@@ -88,7 +90,7 @@ class _BotFields(BaseModel):
     # Seed 003's flat widget fields, folded into `widget`.
     widget_color: Colour | None = None
     widget_position: Literal["bottom-right", "bottom-left"] | None = None
-    widget_title: str | None = Field(default=None, max_length=100)
+    widget_title: Text | None = Field(default=None, max_length=100)
 
     @model_validator(mode="after")
     def _fold_seed_widget(self) -> _BotFields:
@@ -108,7 +110,7 @@ class BotCreate(_BotFields):
     """A new bot; only the name is required (seed 003: `{name, provider, api_key, prompt}`)."""
 
     name: BotName
-    user_id: str | None = Field(
+    user_id: Text | None = Field(
         default=None, max_length=200, description="Service keys only: the owner to act for."
     )
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from botgpt.files import write_private
+
 KEY_FILE = "encryption_key"
 
 
@@ -62,8 +64,9 @@ def configured_keys(raw: str, data_dir: Path) -> list[str]:
     path = data_dir / KEY_FILE
     if path.exists():
         return [path.read_text().strip()]
-    data_dir.mkdir(parents=True, exist_ok=True)
     key = new_key()
-    path.write_text(key)
-    path.chmod(0o600)
+    try:
+        write_private(path, key)  # 0600 from its first byte, in a 0700 folder
+    except FileExistsError:  # another process generated it first
+        return [path.read_text().strip()]
     return [key]

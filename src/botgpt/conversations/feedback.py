@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from botgpt.conversations.models import Message, MessageFeedback
 from botgpt.exceptions import InvalidInput
 from botgpt.ids import utcnow
+from botgpt.text import Text
 
 Rating = Literal["up", "down"]
 
@@ -19,7 +20,7 @@ class FeedbackCreate(BaseModel):
     """A thumbs up or down on a reply, optionally with a comment; sending again changes it."""
 
     rating: Rating
-    comment: str | None = Field(default=None, max_length=2000)
+    comment: Text | None = Field(default=None, max_length=2000)
 
 
 class FeedbackPublic(BaseModel):

@@ -17,6 +17,7 @@ from typing import Any
 from botgpt.config import Settings
 from botgpt.conversations import store
 from botgpt.conversations.grounding import citations
+from botgpt.conversations.leases import LiveReplies
 from botgpt.conversations.records import Turn, TurnEvent
 from botgpt.conversations.views import message_public
 from botgpt.events import EventSink, no_events
@@ -40,15 +41,16 @@ async def _canned(provider: LLMProvider, text: str) -> AsyncIterator[tuple[LLMPr
 class Generator:
     """Runs prepared turns against their provider and stores the outcome."""
 
-    def __init__(self, settings: Settings, runner: SqlRunner) -> None:
+    def __init__(self, settings: Settings, runner: SqlRunner, leases: LiveReplies) -> None:
         self.settings = settings
         self.runner = runner
+        self.leases = leases
         self.on_event: EventSink = no_events
         self.on_finished: Any = None  # follow-up work (titles, summaries) after a complete turn
 
     async def events(self, turn: Turn) -> AsyncIterator[TurnEvent]:
         """Stream a turn: start, deltas, usage, then done or error; persists the outcome."""
-        yield TurnEvent("start", turn.ids())
+        mid = turn.assistant.id
         parts: list[str] = []
         usage: Usage | None = None
         started = time.perf_counter()
@@ -60,7 +62,11 @@ class Generator:
             if turn.canned is not None
             else stream_with_source(turn.provider, turn.request)
         )
+        # Held from here until `_finish` stored the outcome: the lease stays fresh meanwhile.
+        self.leases.hold(mid, turn.assistant.lease_expires_at)
         try:
+            # Inside the try: a client gone right at the start still settles the reply.
+            yield TurnEvent("start", turn.ids())
             async for answered, chunk in stream:
                 source = answered  # a fallback may answer instead of the primary
                 if chunk.delta:
@@ -72,7 +78,7 @@ class Generator:
                     now = time.perf_counter()
                     if now - flushed >= self.settings.stream_flush_seconds:
                         flushed = now
-                        await self._save_partial(turn, "".join(parts))
+                        self.leases.progress(mid, "".join(parts))  # batched, not awaited
                 if chunk.usage is not None:
                     usage = chunk.usage
             outcome = "complete"
@@ -91,10 +97,6 @@ class Generator:
         message = message_public(turn.assistant)
         yield TurnEvent("usage", {"usage": message.usage})
         yield TurnEvent("done", {"assistant_message": message})
-
-    async def _save_partial(self, turn: Turn, text: str) -> None:
-        mid = turn.assistant.id
-        await self.runner.run(lambda conn: store.save_partial(conn, mid, text))
 
     async def _finish(
         self,
@@ -140,7 +142,10 @@ class Generator:
             "preview": text[: store.PREVIEW_CHARS] or turn.user.content[: store.PREVIEW_CHARS],
             "now": done,
         }
-        await self.runner.run(lambda conn: store.finish_message(conn, values, totals))
+        try:
+            await self.runner.run(lambda conn: store.finish_message(conn, values, totals))
+        finally:
+            self.leases.release(assistant.id)
         metrics.record_turn(
             assistant.provider or "none", model, status, prompt_tokens, completion_tokens, cost
         )

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -61,7 +62,16 @@ class Message(Base):
     """One message; assistant messages move pending -> complete | failed | cancelled."""
 
     __tablename__ = "messages"
-    __table_args__ = (Index("ux_messages_conversation_seq", "conversation_id", "seq", unique=True),)
+    __table_args__ = (
+        Index("ux_messages_conversation_seq", "conversation_id", "seq", unique=True),
+        # Only replies being generated: what the lease sweeper scans, however long the history.
+        Index(
+            "ix_messages_live_lease",
+            "lease_expires_at",
+            sqlite_where=text("status IN ('pending', 'streaming')"),
+            postgresql_where=text("status IN ('pending', 'streaming')"),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     conversation_id: Mapped[str] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
@@ -83,6 +93,9 @@ class Message(Base):
     citations: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A reply being generated is leased by its process (see conversations/leases.py).
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Where a reply came from: model | faq | not_found | cached | extractive; the FAQ that
     # answered it; the bot version that wrote it.
     source: Mapped[str | None] = mapped_column(String(16))

@@ -18,6 +18,7 @@ from sqlalchemy import Connection
 from botgpt.config import Settings
 from botgpt.conversations import store
 from botgpt.conversations.grounding import Grounder, Grounding
+from botgpt.conversations.leases import LiveReplies
 from botgpt.conversations.profile import TurnProfile
 from botgpt.conversations.prompts import make_title, system_prompt
 from botgpt.conversations.records import MessageRecord, Turn, TurnRequest
@@ -66,12 +67,14 @@ class Preparer:
         providers: ProviderPool,
         grounder: Grounder | None = None,
         faqs: FaqMatcher | None = None,
+        leases: LiveReplies | None = None,
     ) -> None:
         self.settings = settings
         self.runner = runner
         self.providers = providers
         self.grounder = grounder
         self.faqs = faqs
+        self.leases = leases
         self.on_event: EventSink = no_events
         self._counters: dict[str, TokenCounter] = {}
 
@@ -180,7 +183,7 @@ class Preparer:
         now = utcnow()
 
         def stamp(row: MessageRecord) -> None:
-            row.bot_version = profile.bot_version
+            self._lease(row, profile)
 
         try:
             result = await self.runner.run(
@@ -210,8 +213,16 @@ class Preparer:
         user = store.message_row(conv_id, user_seq, "user", text, "complete", now)
         assistant = store.message_row(conv_id, user_seq + 1, "assistant", "", "pending", now)
         assistant.reply_to_id = user.id
-        assistant.bot_version = profile.bot_version
+        self._lease(assistant, profile)
         return [user, assistant]
+
+    def _lease(self, reply: MessageRecord, profile: TurnProfile) -> None:
+        """A new reply is this process's to generate (a lease), written by the profile's bot."""
+        reply.bot_version = profile.bot_version
+        if self.leases is not None:
+            values = self.leases.lease_values()
+            reply.lease_owner = values["lease_owner"]
+            reply.lease_expires_at = values["lease_expires_at"]
 
     async def _scope_check(self, owner_id: str, document_ids: Sequence[str]) -> None:
         if self.grounder is None:

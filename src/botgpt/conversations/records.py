@@ -48,6 +48,9 @@ class MessageRecord:
     source: str | None = None  # model | faq | not_found
     faq_id: str | None = None
     bot_version: int | None = None
+    # The process generating a reply, and until when (see conversations/leases.py).
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
 
     def values(self) -> dict[str, Any]:
         """Every column value, for one batched INSERT."""

@@ -27,10 +27,10 @@ from botgpt.conversations.sse import live_response
 from botgpt.conversations.streams import StreamHub
 from botgpt.conversations.turn import ChatService
 from botgpt.conversations.views import turn_public
-from botgpt.deps import ActAs, ContainerDep, CurrentPrincipal, SessionDep
+from botgpt.deps import ActAs, ContainerDep, CurrentPrincipal, SessionDep, release
 from botgpt.exceptions import InvalidInput
 from botgpt.idempotency import request_fingerprint, run_once
-from botgpt.openapi import errors_doc
+from botgpt.openapi import SSE_EVENT_SCHEMA, errors_doc
 from botgpt.pagination import PageDep
 
 router = APIRouter(prefix="/api/v1/conversations", tags=["conversations"])
@@ -46,12 +46,20 @@ IdempotencyKey = Annotated[
 ]
 StreamFlag = Annotated[bool, Query(description="Answer as Server-Sent Events.")]
 TURN_ERRORS = errors_doc(401, 403, 404, 409, 422, 429, 502, 503, 504)
-SSE_DOC: dict[int | str, dict[str, Any]] = {
-    200: {
-        "description": "With stream=true: text/event-stream of start, delta, usage, done | error",
-        "content": {"text/event-stream": {}},
+
+
+def sse_doc(status_code: int = 200) -> dict[int | str, dict[str, Any]]:
+    """The SSE response of a route answering `status_code` (FastAPI adds its JSON schema)."""
+    return {
+        status_code: {
+            "description": "The turn as JSON; with stream=true a text/event-stream of start, "
+            "delta, usage, done | error",
+            "content": {"text/event-stream": {"schema": SSE_EVENT_SCHEMA}},
+        }
     }
-}
+
+
+SSE_DOC = sse_doc(200)
 
 
 def owner_of(conversation_id: str) -> Select[str]:
@@ -85,6 +93,7 @@ async def respond(
 
     `present` shapes the JSON result (before it is stored for idempotent replays).
     """
+    await release(db)  # the turn uses its own short transactions: hold nothing meanwhile
     if stream:
         if idempotency_key is not None:
             raise InvalidInput(
@@ -110,7 +119,7 @@ async def respond(
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    responses={**TURN_ERRORS, **SSE_DOC},
+    responses={**TURN_ERRORS, **sse_doc(201)},
     response_model=TurnPublic,
 )
 async def create_conversation(
@@ -271,7 +280,7 @@ async def _send(
 @router.post(
     "/{conversation_id}/messages",
     status_code=status.HTTP_201_CREATED,
-    responses={**TURN_ERRORS, **SSE_DOC},
+    responses={**TURN_ERRORS, **sse_doc(201)},
     response_model=TurnPublic,
 )
 async def send_message(

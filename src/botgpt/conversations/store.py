@@ -93,12 +93,6 @@ _ADD_TOTALS = (
     )
 )
 
-_PARTIAL = (
-    update(messages)
-    .where(m.id == bindparam("mid"), m.status.in_(("pending", "streaming")))
-    .values(content=bindparam("content"), status="streaming")
-)
-
 _SAVE_SUMMARY = (
     update(conversations)
     .where(c.id == bindparam("cid"))
@@ -218,11 +212,6 @@ def finish_message(conn: Connection, values: dict[str, Any], totals: dict[str, A
     conn.execute(_FINISH_MESSAGE, values)
     if totals is not None:
         conn.execute(_ADD_TOTALS, totals)
-
-
-def save_partial(conn: Connection, message_id: str, content: str) -> None:
-    """Persist the text generated so far of a message still streaming."""
-    conn.execute(_PARTIAL, {"mid": message_id, "content": content})
 
 
 def save_summary(conn: Connection, conv_id: str, summary: str, upto_message_id: str) -> None:

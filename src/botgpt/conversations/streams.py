@@ -62,6 +62,9 @@ class StreamHub:
         """Begin generating `turn` in the background."""
         live = LiveTurn(turn)
         self._live[turn.assistant.id] = live
+        # Announced here, not when the task first runs: under load the task waits a few busy
+        # loop iterations, and a client's first event would wait with it.
+        self._emit(live, TurnEvent("start", turn.ids()))
         live.task = asyncio.get_running_loop().create_task(self._run(live))
         return live
 
@@ -77,6 +80,8 @@ class StreamHub:
     async def _run(self, live: LiveTurn) -> None:
         try:
             async for event in self.chat.events(live.turn):
+                if event.event == "start":
+                    continue  # announced by `start`
                 self._emit(live, event)
                 if live.subscribers:
                     # Let subscribers send it now: a provider that delivers several chunks

@@ -16,6 +16,7 @@ from botgpt.conversations.admission import Admission
 from botgpt.conversations.followups import Followups
 from botgpt.conversations.generation import Generator
 from botgpt.conversations.grounding import Grounder
+from botgpt.conversations.leases import LiveReplies
 from botgpt.conversations.preparation import FaqMatcher, Preparer
 from botgpt.conversations.profile import TurnProfile
 from botgpt.conversations.records import Turn, TurnEvent, TurnRequest, TurnResult
@@ -46,8 +47,9 @@ class ChatService:
         self.runner = runner
         self.admission = admission or Admission()
         self.default_profile = TurnProfile.from_settings(settings)
-        self.preparer = Preparer(settings, runner, providers, grounder, faqs)
-        self.generator = Generator(settings, runner)
+        leases = LiveReplies(runner, settings.stream_lease_seconds, settings.stream_flush_seconds)
+        self.preparer = Preparer(settings, runner, providers, grounder, faqs, leases)
+        self.generator = Generator(settings, runner, leases)
         self.followups = Followups(settings, runner)
         self.generator.on_finished = self.followups.after
 
@@ -55,6 +57,16 @@ class ChatService:
     def provider(self) -> LLMProvider:
         """The app's configured provider chain (the default profile's)."""
         return self.providers.default
+
+    @property
+    def leases(self) -> LiveReplies:
+        """The leases of the replies this process generates (see conversations/leases.py)."""
+        return self.generator.leases
+
+    @leases.setter
+    def leases(self, leases: LiveReplies) -> None:
+        self.preparer.leases = leases
+        self.generator.leases = leases
 
     @property
     def on_event(self) -> EventSink:
@@ -65,6 +77,7 @@ class ChatService:
     def on_event(self, sink: EventSink) -> None:
         self.preparer.on_event = sink
         self.generator.on_event = sink
+        self.leases.on_event = sink
 
     async def prepare(self, request: TurnRequest) -> Turn:
         """Admit the turn, store its question and a pending reply, build its prompt."""

@@ -18,6 +18,7 @@ from botgpt.conversations.router import (
     chat_service,
     owner_of,
     respond,
+    sse_doc,
     stream_hub,
 )
 from botgpt.conversations.schemas import CancelPublic, TurnPublic
@@ -38,7 +39,7 @@ router = APIRouter(prefix="/api/v1/conversations", tags=["conversations"])
 @router.post(
     "/{conversation_id}/messages/{message_id}/regenerate",
     status_code=status.HTTP_201_CREATED,
-    responses={**TURN_ERRORS, **SSE_DOC},
+    responses={**TURN_ERRORS, **sse_doc(201)},
     response_model=TurnPublic,
 )
 async def regenerate(

@@ -236,6 +236,7 @@ class DocumentService:
         await self.blobs.delete(doc.storage_key)
         await self.ingestor.purge(await db.connection(), document_id)
         await db.commit()
+        self.ingestor.cancel(document_id)  # a parse under way here stops now, not at its end
         db.expunge(doc)
         log.info("document deleted", extra={"document_id": document_id})
 
@@ -285,7 +286,13 @@ def build_document_services(
 ) -> DocumentServices:
     """The documents stack for the container."""
     embedder: LazyEmbedder = build_embedder(settings)
-    blobs = LocalBlobStore(settings.data_dir / "uploads")
+    blobs: BlobStore
+    if settings.blob_store == "s3":
+        from botgpt.documents.s3storage import s3_store_from_settings
+
+        blobs = s3_store_from_settings(settings)
+    else:
+        blobs = LocalBlobStore(settings.data_dir / "uploads")
     jobs = queue or make_queue(settings)
     ingestor = Ingestor(settings, engine, blobs, embedder, jobs)
     return DocumentServices(

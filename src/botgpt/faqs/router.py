@@ -70,7 +70,7 @@ def owner_of(faq_id: str) -> Select[str]:
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    responses=errors_doc(401, 403, 409, 422, 503),
+    responses=errors_doc(401, 403, 404, 409, 422, 503),
 )
 async def create_faq(
     body: FaqCreate,

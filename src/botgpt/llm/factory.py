@@ -87,7 +87,10 @@ def build_base_provider(settings: Settings) -> LLMProvider:
     if settings.llm_provider == "fake":
         from botgpt.llm.fake import FakeProvider
 
-        return FakeProvider(model=settings.llm_model or "fake-model")
+        fake = FakeProvider(model=settings.llm_model or "fake-model")
+        fake.default_delay = settings.llm_fake_latency_seconds
+        fake.default_chunk_delay = settings.llm_fake_token_interval_seconds
+        return fake
     key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else ""
     # Groq is an OpenAI-compatible endpoint (its URL and model default in Settings).
     kind = "openai" if settings.llm_provider == "groq" else settings.llm_provider

@@ -21,6 +21,7 @@ from botgpt.openai_api.service import (
     OpenAIError,
     to_openai_error,
 )
+from botgpt.openapi import SSE_EVENT_SCHEMA
 
 
 def error_response(error: OpenAIError) -> JSONResponse:
@@ -86,7 +87,7 @@ _STREAM_DOC: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "A `chat.completion` object, or with `stream: true` a `text/event-stream` "
         "of `chat.completion.chunk` events ending with `data: [DONE]`.",
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        "content": {"text/event-stream": {"schema": SSE_EVENT_SCHEMA}},
     }
 }
 
