@@ -44,11 +44,17 @@ ID_OF: dict[str, Callable[[Owned], str] | None] = {
     "model_id": None,  # the served models are the same for everyone
     "number": None,  # a bot's version number: the bot's id says whose it is
     "kind": None,  # the caller's own consent of this kind
+    "session_id": None,  # a bot visitor's session: a random capability of the public chat
 }
 # Path parameters naming a user: a route about another user is an admin's route (403).
 ADMIN_PARAMS = {"user_id"}
 # Values of the path parameters that do not name a per-user resource.
-FIXED: dict[str, str] = {"model_id": "fake", "number": "1", "kind": "marketing"}
+FIXED: dict[str, str] = {
+    "model_id": "fake",
+    "number": "1",
+    "kind": "marketing",
+    "session_id": "visitor-session-1",
+}
 # A valid body for each request model, so that the access check (not validation) answers.
 BODY_OF: dict[str, dict[str, Any]] = {
     "ConversationUpdate": {"title": "renamed by someone else"},
@@ -76,6 +82,8 @@ BODY_OF: dict[str, dict[str, Any]] = {
     "CategoryUpdate": {"name": "renamed"},
     "FaqFeedback": {"helpful": False},
     "RoleUpdate": {"role": "admin"},
+    "PublicMessage": {"message": "hello"},
+    "VisitorFeedback": {"session_id": "visitor-session-1", "rating": "up"},
 }
 # A valid value for each required query parameter.
 QUERY_OF: dict[str, str] = {"q": "order"}
@@ -114,8 +122,20 @@ class Endpoint:
 
     @property
     def owned_params(self) -> tuple[str, ...]:
-        """The path parameters that name a per-user resource."""
+        """The path parameters that name a per-user resource (on routes with a caller).
+
+        Unauthenticated routes (a public bot's chat) have no caller to own anything.
+        """
+        if not self.authenticated:
+            return ()
         return tuple(p for p in self.params if ID_OF.get(p) is not None)
+
+    @property
+    def owned_body_ids(self) -> tuple[str, ...]:
+        """The body fields that name a per-user resource (on routes with a caller)."""
+        if not self.authenticated:
+            return ()
+        return tuple(f for f in self.body_ids if ID_OF.get(f.removesuffix("s")) is not None)
 
     def body_with(self, ids: dict[str, str], field: str) -> dict[str, Any]:
         """The valid body with `field` naming the resource of `ids` (a list for `_ids`)."""
@@ -257,9 +277,7 @@ def test_every_route_is_understood(ctx: AppCtx) -> None:
     assert not unknown_params, f"add these path parameters to ID_OF: {unknown_params}"
     unknown_bodies = {e.body_model for e in found if e.body_model and e.body_model not in BODY_OF}
     assert not unknown_bodies, f"add a valid body for these models to BODY_OF: {unknown_bodies}"
-    unknown_body_ids = {
-        f for e in found for f in e.body_ids if ID_OF.get(f.removesuffix("s")) is None
-    }
+    unknown_body_ids = {f for e in found for f in e.body_ids if f.removesuffix("s") not in ID_OF}
     assert not unknown_body_ids, f"add these body id fields to ID_OF: {unknown_body_ids}"
     unknown_query = {q for e in found for q in e.required_query if q not in QUERY_OF}
     assert not unknown_query, f"add these required query parameters to QUERY_OF: {unknown_query}"
@@ -283,7 +301,9 @@ async def test_another_users_ids_are_not_found(
                 checked += 1
                 if r.status_code != 403:
                     wrong.append(f"{endpoint} {label} ?user_id=victim: {r.status_code}")
-            for field in endpoint.body_ids:  # the attacker's own path, the victim's id in the body
+            for (
+                field
+            ) in endpoint.owned_body_ids:  # the attacker's own path, the victim's id in the body
                 body = endpoint.body_with(theirs, field)
                 r = await call(client, endpoint, mine, headers, body=body)
                 checked += 1
