@@ -114,6 +114,13 @@ class Settings(BaseSettings):
     groq_api_key: SecretStr | None = Field(None, validation_alias="GROQ_API_KEY")
     llm_model: str = ""
     llm_max_tokens: int = Field(512, ge=1)
+    # The embedded model (provider `local`): any chat GGUF the operator provides, run with its
+    # own chat template; prompt processing on every core, decoding on fewer (llama.cpp's
+    # batch and decode thread counts; empty: all cores / half of them).
+    local_model_path: Path | None = None
+    local_context_tokens: int = Field(2048, ge=256, le=131072)
+    local_threads: int | None = Field(None, ge=1, le=256)
+    local_batch_threads: int | None = Field(None, ge=1, le=256)
     llm_temperature: float = Field(0.7, ge=0, le=2)
     llm_timeout_seconds: float = Field(60.0, gt=0)
     llm_connect_timeout_seconds: float = Field(5.0, gt=0)
