@@ -246,7 +246,10 @@ class _Tally:
 
 
 async def calibrate(
-    data: QADataset, sources: dict[str, list[DocPassage]], embedder: Embedder
+    data: QADataset,
+    sources: dict[str, list[DocPassage]],
+    embedder: Embedder,
+    threshold: float = DEFAULT_THRESHOLD,
 ) -> dict[str, Any]:
     """Similarity of true paraphrases vs facts of other questions, and the best threshold.
 
@@ -255,18 +258,19 @@ async def calibrate(
     """
     positives: list[float] = []
     negatives: list[float] = []
-    exact_flags = 0
+    true_supported = false_supported = 0
     items = [i for i in data.items if i.paraphrase]
     for item in items:
         passages = as_passages(sources[item.id])
         given = {p.id for p in sources[item.id]}
         others = [o.paraphrase for o in items if o.passage not in given]
         answer = "\n".join([item.paraphrase, *others])
-        report = await check_support(answer, passages, embedder, threshold=-1.0)
+        report = await check_support(answer, passages, embedder, threshold=threshold)
         first, *rest = report.claims
         positives.append(first.score)
-        exact_flags += bool(first.reasons)
+        true_supported += first.supported
         negatives.extend(r.score for r in rest)
+        false_supported += sum(r.supported for r in rest)
     grid = [round(0.30 + 0.01 * i, 2) for i in range(50)]
 
     def balanced(t: float) -> float:
@@ -275,7 +279,7 @@ async def calibrate(
         return (tpr + tnr) / 2
 
     best = max(grid, key=balanced)
-    at = DEFAULT_THRESHOLD
+    at = threshold
     return {
         "positives": len(positives),
         "negatives": len(negatives),
@@ -287,8 +291,15 @@ async def calibrate(
         "threshold": at,
         "true_kept_at_threshold": round(sum(s >= at for s in positives) / len(positives), 4),
         "false_kept_at_threshold": round(sum(s >= at for s in negatives) / len(negatives), 4),
-        "true_paraphrases_flagged_by_exact_checks": exact_flags,
+        "true_supported_by_full_check": round(true_supported / len(positives), 4),
+        "false_supported_by_full_check": round(false_supported / len(negatives), 4),
     }
+
+
+async def calibrate_only(dataset_dir: str, embedder: Embedder, passages: int = 3) -> dict[str, Any]:
+    """The threshold calibration of a QA set, without asking any model."""
+    data = load_dataset(dataset_dir)
+    return await calibrate(data, await select_sources(data, embedder, passages), embedder)
 
 
 # --------------------------------------------------------------------------- the run
@@ -309,6 +320,7 @@ class AnswerEvalReport:
     first_token_ms: dict[str, float]
     calibration: dict[str, Any]
     examples: list[dict[str, Any]] = field(default_factory=list)
+    raw_answers: dict[str, str] = field(default_factory=dict)
 
 
 def _summary(values: list[float]) -> dict[str, float]:
@@ -332,37 +344,48 @@ async def evaluate_answers(
     limit: int | None = None,
     max_tokens: int = 160,
     threshold: float = DEFAULT_THRESHOLD,
+    policies: Sequence[Policy] = POLICIES,
+    answers: dict[str, str] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> AnswerEvalReport:
-    """Ask every question (or the first ``limit``) and score the answers under each policy."""
+    """Ask every question (or the first ``limit``) and score the answers under each policy.
+
+    ``answers`` (question id -> text, e.g. ``raw_answers`` of an earlier report) are scored
+    instead of asking the model again, to compare checks on the same replies.
+    """
     data = load_dataset(dataset_dir)
     chosen = await select_sources(data, embedder, passages)
     calibration = await calibrate(data, chosen, embedder)
     items = data.items[:limit] if limit else data.items
-    tallies = {policy: _Tally() for policy in POLICIES}
+    tallies = {policy: _Tally() for policy in policies}
     extract_tally = _Tally()
     check_ms: list[float] = []
     first_token: list[float] = []
     examples: list[dict[str, Any]] = []
+    raw_answers: dict[str, str] = {}
     for done, item in enumerate(items, 1):
         sources = chosen[item.id]
         gold_number = next(n for n, p in enumerate(sources, 1) if p.id == item.passage)
         gold_text = data.passages[item.passage].text
-        request = grounded_request(settings, provider, item.question, sources, max_tokens)
-        started = time.perf_counter()
-        pieces: list[str] = []
-        async for chunk in provider.stream(request):
-            if chunk.delta and not pieces:
-                first_token.append((time.perf_counter() - started) * 1000)
-            if chunk.delta:
-                pieces.append(chunk.delta)
-        answer = "".join(pieces).strip()
+        if answers is not None and item.id in answers:
+            answer = answers[item.id]
+        else:
+            request = grounded_request(settings, provider, item.question, sources, max_tokens)
+            started = time.perf_counter()
+            pieces: list[str] = []
+            async for chunk in provider.stream(request):
+                if chunk.delta and not pieces:
+                    first_token.append((time.perf_counter() - started) * 1000)
+                if chunk.delta:
+                    pieces.append(chunk.delta)
+            answer = "".join(pieces).strip()
+        raw_answers[item.id] = answer
         report = await check_support(
             answer, as_passages(sources), embedder, question=item.question, threshold=threshold
         )
         check_ms.append(report.elapsed_ms)
         shown: dict[str, str] = {}
-        for policy in POLICIES:
+        for policy in policies:
             checked = apply_policy(answer, report, policy)
             shown[policy] = checked.text
             tally = tallies[policy]
@@ -373,6 +396,9 @@ async def evaluate_answers(
             tally.wrong += states_wrong_fact(seen, item, sources, gold_text)
             tally.wrong_unmarked += states_wrong_fact(unmarked, item, sources, gold_text)
             tally.extractive += checked.extractive
+            if checked.extractive and report.extract is not None:
+                tally.claims += len(report.extract.quotes)  # verbatim: supported by definition
+                continue
             after = (
                 report
                 if policy == "off"
@@ -397,7 +423,7 @@ async def evaluate_answers(
         questions=n,
         passages_per_question=passages,
         threshold=threshold,
-        policies={policy: tallies[policy].as_dict(n) for policy in POLICIES},
+        policies={policy: tallies[policy].as_dict(n) for policy in policies},
         extractive_only={
             "answer_correct": round(extract_tally.correct / n, 4) if n else 0.0,
             "citation_correct": round(extract_tally.cited / n, 4) if n else 0.0,
@@ -406,4 +432,5 @@ async def evaluate_answers(
         first_token_ms=_summary(first_token),
         calibration=calibration,
         examples=examples,
+        raw_answers=raw_answers,
     )

@@ -209,5 +209,55 @@ def names(text: str) -> set[str]:
 def vocabulary(text: str) -> set[str]:
     """Every lower-case word of ``text``, for name look-ups."""
     words = {w.lower() for w in _WORD.findall(text)}
-    # "Smith's" names Smith: keep the stem too.
-    return words | {re.sub(r"['\u2019]s$", "", w) for w in words}
+    # "Smith's" names Smith, "harbour-town" holds Harbour: keep the stem and parts too.
+    parts = {part for w in words for part in re.split(r"[-'\u2019]", w)}
+    return words | parts | {re.sub(r"['\u2019]s$", "", w) for w in words}
+
+
+# --------------------------------------------------------------------------- word overlap
+
+_STOP = frozenset((
+    "the", "and", "for", "are", "but", "not", "you", "your", "all", "any", "can", "her", "was",
+    "one", "our", "out", "has", "have", "had", "his", "how", "its", "may", "new", "now", "see",
+    "who", "did", "get", "gets", "got", "let", "say", "she", "too", "use", "that", "this",
+    "with", "from", "they", "them", "their", "there", "then", "than", "these", "those", "what",
+    "when", "where", "which", "while", "will", "would", "could", "should", "must", "been",
+    "being", "were", "into", "onto", "upon", "about", "after", "before", "also", "only", "each",
+    "every", "some", "such", "more", "most", "very", "just", "over", "under", "per", "within",
+    "without", "between", "does", "doing", "done", "here", "it's", "i'm", "yes", "there's",
+    "both", "either", "other", "same", "because", "until", "during", "through", "above",
+    "below", "again", "further", "once", "why", "whom", "whose", "shall", "might", "well",
+    "answer", "question", "source", "sources", "document", "documents", "passage", "text",
+))  # fmt: skip
+
+
+def _stem(word: str) -> str:
+    word = re.sub(r"['\u2019]s$", "", word)
+    for suffix, keep in (("ies", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", "")):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)] + keep
+    return word
+
+
+def stems(text: str) -> set[str]:
+    """Stems of the content words of ``text`` (no stop words, no numbers, no markers)."""
+    words = _WORD.findall(strip_markers(text).lower())
+    return {
+        _stem(w) for w in words if len(w) >= _CONTENT_MIN and w not in _STOP and not w.isdigit()
+    }
+
+
+_DATE = re.compile(
+    r"\b(\d{1,2})(?:st|nd|rd|th)?\s+(?:of\s+)?(" + "|".join(_MONTHS[:11]) + r"|may)\b"
+    r"|\b(" + "|".join(_MONTHS[:11]) + r"|may)\s+(\d{1,2})(?:st|nd|rd|th)?\b",
+    re.IGNORECASE,
+)
+
+
+def dates(text: str) -> set[str]:
+    """Day-and-month dates in ``text``, as "31 march"."""
+    found = set()
+    for m in _DATE.finditer(text):
+        day, month = (m.group(1), m.group(2)) if m.group(1) else (m.group(4), m.group(3))
+        found.add(f"{int(day)} {month.lower()}")
+    return found

@@ -26,10 +26,12 @@ from botgpt.retrieval.sentences import (
     Span,
     calendar_words,
     content_words,
+    dates,
     marker_numbers,
     names,
     numbers,
     split_sentences,
+    stems,
     strip_markers,
     vocabulary,
 )
@@ -48,6 +50,10 @@ __all__ = [
 # other questions 0.05-0.55 against the passages given. 0.55 keeps nearly every true
 # paraphrase and leaves wrong facts to the exact checks.
 DEFAULT_THRESHOLD = 0.55
+# Share of a claim's content words (stemmed) that must occur in the passages backing it: a
+# sentence on the right topic that adds its own story ("depends on your jurisdiction")
+# embeds close to the passage but brings words the passage never uses.
+MIN_COVERAGE = 0.5
 
 SentenceKind = Literal["claim", "meta", "refusal", "empty"]
 
@@ -224,13 +230,7 @@ async def check_support(
     units_v = vectors[len(claim_idx) : len(claim_idx) + len(all_units)]
     similarity = claims_v @ units_v.T if len(claim_idx) and len(all_units) else None
 
-    vocab: set[str] = set()
-    known_numbers: set[str] = set()
-    known_dates: set[str] = set()
-    for p in passages:
-        vocab |= vocabulary(p.text) | vocabulary(p.document)
-        known_numbers |= numbers(p.text)
-        known_dates |= calendar_words(p.text)
+    facts = {p.number: _Facts.of(p) for p in passages}
     by_number = {p.number: p for p in passages}
 
     records: list[SentenceSupport] = []
@@ -246,8 +246,7 @@ async def check_support(
             continue
         row = similarity[claim_idx.index(i)] if similarity is not None else None
         records.append(
-            _judge(span, row, all_units, by_number, cited, threshold,
-                   known_numbers, known_dates, vocab)
+            _judge(span, row, all_units, by_number, cited, threshold, facts)
         )  # fmt: skip
 
     extract = None
@@ -267,6 +266,45 @@ async def check_support(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Facts:
+    """What the exact checks compare a claim with, for one passage."""
+
+    numbers: frozenset[str]
+    dates: frozenset[str]
+    calendar: frozenset[str]
+    vocabulary: frozenset[str]
+    stems: frozenset[str]
+
+    @classmethod
+    def of(cls, p: Passage) -> _Facts:
+        return cls(
+            frozenset(numbers(p.text)),
+            frozenset(dates(p.text)),
+            frozenset(calendar_words(p.text)),
+            frozenset(vocabulary(p.text) | vocabulary(p.document)),
+            frozenset(stems(p.text) | stems(p.document)),
+        )
+
+
+def _exact_reasons(text: str, support: list[_Facts], every: list[_Facts]) -> list[str]:
+    """Facts of the claim in none of the passages that support it (or in no passage)."""
+    reasons: list[str] = []
+    checks = (
+        ("number", numbers(text), "numbers"),
+        ("date", dates(text), "dates"),
+        ("date word", calendar_words(text), "calendar"),
+        ("name", names(text), "vocabulary"),
+    )
+    for label, found, attr in checks:
+        backed = set().union(*(getattr(f, attr) for f in support))
+        anywhere = set().union(*(getattr(f, attr) for f in every))
+        for value in sorted(found - backed):
+            where = "a source that backs the sentence" if value in anywhere else "any source"
+            reasons.append(f"{label} {value} is not in {where}")
+    return reasons
+
+
 def _judge(
     span: Span,
     row: Any,
@@ -274,9 +312,7 @@ def _judge(
     by_number: dict[int, Passage],
     cited: tuple[int, ...],
     threshold: float,
-    known_numbers: set[str],
-    known_dates: set[str],
-    vocab: set[str],
+    facts: dict[int, _Facts],
 ) -> SentenceSupport:
     scores: dict[int, float] = {}
     best_unit: _Unit | None = None
@@ -287,15 +323,18 @@ def _judge(
                 scores[unit.passage] = float(value)
             if best_unit is None or value > best:
                 best_unit, best = unit, float(value)
-    reasons: list[str] = []
-    for number in sorted(numbers(span.text) - known_numbers):
-        reasons.append(f"number {number} is in no source")
-    for word in sorted(calendar_words(span.text) - known_dates):
-        reasons.append(f"date word {word} is in no source")
-    for name in sorted(names(span.text) - vocab):
-        reasons.append(f"name {name} is in no source")
+    backing = [n for n, score in scores.items() if score >= threshold] or (
+        [best_unit.passage] if best_unit else []
+    )
+    reasons = _exact_reasons(span.text, [facts[n] for n in backing], list(facts.values()))
     if best < threshold:
         reasons.append(f"similarity {best:.2f} is below {threshold:.2f}")
+    words = stems(span.text)
+    if words:
+        known = set().union(*(facts[n].stems for n in backing))
+        coverage = len(words & known) / len(words)
+        if coverage < MIN_COVERAGE:
+            reasons.append(f"{coverage:.0%} of its words are in the sources (< {MIN_COVERAGE:.0%})")
     page = None
     if best_unit is not None and best_unit.passage in by_number:
         page = by_number[best_unit.passage].page_at(best_unit.start)
