@@ -9,8 +9,8 @@ import pytest
 from botgpt.config import Settings
 from botgpt.conversations.grounding import GROUNDING_RULES
 from botgpt.documents.answer_eval import (
-    QAItem,
     DocPassage,
+    QAItem,
     evaluate_answers,
     has_fact,
     states_wrong_fact,

@@ -96,7 +96,10 @@ async def test_a_supported_sentence_gets_its_citation(embedder: Embedder) -> Non
 
     # A marker naming the wrong passage is moved to the one that backs the sentence, and a
     # marker naming no passage at all is removed.
-    wrong = "Full-time staff get 25 days of paid holiday each year [3]. The ferry crossing takes 20 minutes [7]."
+    wrong = (
+        "Full-time staff get 25 days of paid holiday each year [3]. "
+        "The ferry crossing takes 20 minutes [7]."
+    )
     report = await check_support(wrong, PASSAGES, embedder)
     fixed = apply_policy(wrong, report, "strict")
     assert fixed.text == (

@@ -399,9 +399,10 @@ async def evaluate_answers(
             if checked.extractive and report.extract is not None:
                 tally.claims += len(report.extract.quotes)  # verbatim: supported by definition
                 continue
+            # Annotate shows the same sentences (marked): only strict changes what is claimed.
             after = (
                 report
-                if policy == "off"
+                if policy != "strict"
                 else await check_support(
                     checked.text, as_passages(sources), embedder, threshold=threshold
                 )
