@@ -90,9 +90,17 @@ class CheckedAnswer:
 
 
 def apply_policy(
-    answer: str, report: SupportReport | None, policy: Policy, *, mark: str = UNSUPPORTED_MARK
+    answer: str,
+    report: SupportReport | None,
+    policy: Policy,
+    *,
+    mark: str = UNSUPPORTED_MARK,
+    not_found: str = "",
 ) -> CheckedAnswer:
-    """The text a reader sees under ``policy``, with a record per sentence of ``answer``."""
+    """The text a reader sees under ``policy``, with a record per sentence of ``answer``.
+
+    ``not_found`` is the text when ``strict`` leaves nothing and there is nothing to quote.
+    """
     if policy == "off" or report is None:
         return CheckedAnswer(answer, policy, (), False, report)
     valid = {p.number for p in report.passages}
@@ -122,7 +130,7 @@ def apply_policy(
         start = length + len(gap)
         length = start + len(text)
         out.append(CheckedSentence(support, True, text, start, length, cites, added, fixed))
-    return CheckedAnswer("".join(pieces), policy, tuple(out), False, report)
+    return CheckedAnswer("".join(pieces) or not_found, policy, tuple(out), False, report)
 
 
 def _keeps(support: SentenceSupport, policy: Policy, any_supported: bool) -> bool:

@@ -114,7 +114,8 @@ def content_words(text: str) -> set[str]:
 
 # --------------------------------------------------------------------------- numbers
 
-_NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,:]\d+)*(?:st|nd|rd|th)?(?![\w])")
+# Digits not glued to a word before them (E07 is a code), units after them allowed (85Nm).
+_NUMBER = re.compile(r"(?<![^\W\d_])(?<![.\d])\d+(?:[.,:]\d+)*")
 _UNITS = {
     "zero": 0, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
     "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13,

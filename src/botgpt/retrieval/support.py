@@ -222,6 +222,8 @@ async def check_support(
     claim_idx = [i for i, kind in enumerate(kinds) if kind == "claim"]
     units, pairs = _units(passages)
     all_units = units + pairs
+    if not claim_idx and question is None:
+        all_units = units = []  # nothing to compare: spare the embedder
     texts = [strip_markers(spans[i].text) for i in claim_idx] + [u.text for u in all_units]
     if question is not None:
         texts.append(question)
