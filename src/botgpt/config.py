@@ -165,6 +165,10 @@ class Settings(BaseSettings):
     grounded_not_found_message: str = (
         "I could not find this in your documents, so I cannot answer it from them."
     )
+    # What a reader sees of a grounded answer the sources do not back (issue 15): `annotate`
+    # marks unsupported sentences, `strict` drops them (quoting the sources when nothing is
+    # left), `off` skips the check; `auto` is strict for the shipped tiny model, else annotate.
+    grounded_support_policy: Literal["auto", "annotate", "strict", "off"] = "auto"
     title_max_chars: int = Field(60, ge=10, le=200)
 
     admin_email: str = "admin@botgpt.local"
@@ -221,6 +225,14 @@ class Settings(BaseSettings):
         if self.environment == "production" and self.jwt_secret is None:
             raise ValueError("BOTGPT_JWT_SECRET must be set in production")
         return self
+
+    @property
+    def support_policy(self) -> Literal["annotate", "strict", "off"]:
+        """The grounded support policy, `auto` resolved for the configured model."""
+        if self.grounded_support_policy != "auto":
+            return self.grounded_support_policy
+        tiny = self.llm_provider == "local" and self.local_model_path is None
+        return "strict" if tiny else "annotate"
 
     @cached_property
     def effective_database_url(self) -> str:

@@ -71,3 +71,14 @@ async def test_an_operator_gguf_answers_with_its_own_chat_template(tmp_path: Pat
         assert local.model == "my-instruct-model"
     finally:
         await local.aclose()
+
+
+def test_the_tiny_shipped_model_gets_the_strict_support_policy(tmp_path: Path) -> None:
+    def policy(**values: object) -> str:
+        return Settings(_env_file=None, **values).support_policy  # type: ignore[call-arg]
+
+    assert policy() == "strict"
+    assert policy(local_model_path=tmp_path / "qwen.gguf") == "annotate"
+    assert policy(llm_provider="openai") == "annotate"
+    assert policy(llm_provider="openai", grounded_support_policy="off") == "off"
+    assert policy(grounded_support_policy="annotate") == "annotate"

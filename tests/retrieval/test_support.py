@@ -7,6 +7,7 @@ import pytest
 from botgpt.retrieval.answer_policy import UNSUPPORTED_MARK, apply_policy
 from botgpt.retrieval.embedders import Embedder, MiniLMOnnxEmbedder
 from botgpt.retrieval.extractive import extractive_answer
+from botgpt.retrieval.hybrid import Hit
 from botgpt.retrieval.sentences import dates, marker_numbers, numbers, split_sentences
 from botgpt.retrieval.support import Passage, check_support
 
@@ -181,3 +182,22 @@ def test_numbers_and_dates_are_normalised() -> None:
     }
     assert numbers("one of the options") == set()  # "one" is a pronoun far more often
     assert dates("before 31 March or on March 5th") == {"31 march", "5 march"}
+
+
+def test_a_search_hit_becomes_a_passage_with_its_pages() -> None:
+    hit = Hit(
+        chunk_id="c",
+        document_id="d",
+        ordinal=0,
+        page=4,
+        char_start=120,
+        char_end=120 + len(SICK),
+        text=SICK,
+        heading="",
+        score=0.5,
+        page_end=5,
+        page_breaks=((SICK_BREAK, 5),),
+    )
+    passage = Passage.from_hit(2, hit, "handbook.pdf")
+    assert (passage.number, passage.document, passage.char_start) == (2, "handbook.pdf", 120)
+    assert passage.page_at(0) == 4 and passage.page_at(SICK_BREAK + 3) == 5
