@@ -25,8 +25,13 @@ __all__ = ["ExtractiveAnswer", "Passage", "Quote", "extract_from_scores", "extra
 
 # Passages (in rank order) whose sentences may be quoted: lower ranks are rarely the answer.
 EXTRACT_PASSAGES = 3
-# A further sentence is quoted only when it scores almost as well as the best one.
+# A further sentence is quoted only when it scores almost as well as the best one, or, when
+# it follows the best one in its passage, reasonably well (the answer often comes in the
+# sentence after the one naming the topic: "The ferry leaves... The crossing takes...").
 EXTRA_MARGIN = 0.06
+NEXT_MARGIN = 0.3
+# Shorter "sentences" are headings ("Tyre pressure."), not answers.
+MIN_WORDS = 4
 _OVERLAP_WEIGHT = 0.15
 
 
@@ -150,19 +155,25 @@ def extract_from_scores(
     asked = content_words(question)
     scored: list[tuple[float, Any]] = []
     for unit, cosine in zip(units, cosines.tolist(), strict=True):
-        if unit.passage not in allowed or not content_words(unit.text):
+        if unit.passage not in allowed or len(unit.text.split()) < MIN_WORDS:
             continue
         shared = len(asked & content_words(unit.text)) / len(asked) if asked else 0.0
         scored.append((float(cosine) + _OVERLAP_WEIGHT * shared, unit))
     if not scored:
         return None
     scored.sort(key=lambda item: -item[0])
-    best = scored[0][0]
+    best, top = scored[0]
     chosen = [scored[0]]
+    after = [item for item in scored if item[1].passage == top.passage and item[1].start >= top.end]
+    if after and max_sentences > 1:
+        following = min(after, key=lambda item: item[1].start)
+        if following[0] >= best - NEXT_MARGIN:
+            chosen.append(following)
     for score, unit in scored[1:]:
         if len(chosen) >= max_sentences or score < best - EXTRA_MARGIN:
             break
-        chosen.append((score, unit))
+        if all(unit is not other for _, other in chosen):
+            chosen.append((score, unit))
     # Quote in reading order: passage rank, then position in the passage.
     chosen.sort(key=lambda item: (item[1].passage, item[1].start))
     quotes = tuple(
