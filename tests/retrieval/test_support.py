@@ -9,7 +9,7 @@ from botgpt.retrieval.embedders import Embedder, MiniLMOnnxEmbedder
 from botgpt.retrieval.extractive import extractive_answer
 from botgpt.retrieval.hybrid import Hit
 from botgpt.retrieval.sentences import dates, marker_numbers, numbers, split_sentences
-from botgpt.retrieval.support import Passage, check_support
+from botgpt.retrieval.support import Passage, check_support, prepare_passages
 
 LEAVE = (
     "Annual leave. Full-time employees receive 25 days of paid annual leave per calendar year, "
@@ -66,6 +66,22 @@ async def test_a_fabricated_number_is_marked_or_removed(embedder: Embedder) -> N
     assert not strict.extractive
 
     assert apply_policy(answer, report, "off").text == answer
+
+
+async def test_passages_prepared_while_the_model_writes_give_the_same_report(
+    embedder: Embedder,
+) -> None:
+    answer = "Full-time staff get 25 days of paid holiday each year. Leave starts in Lisbon."
+    prepared = await prepare_passages(PASSAGES, embedder, question=QUESTION)
+    late = await check_support(answer, prepared, embedder)
+    direct = await check_support(answer, PASSAGES, embedder, question=QUESTION)
+    # Same verdicts; scores equal up to the int8 model's batch-dependent rounding.
+    for a, b in zip(late.sentences, direct.sentences, strict=True):
+        assert (a.supported, a.passage, a.reasons) == (b.supported, b.passage, b.reasons)
+        assert a.score == pytest.approx(b.score, abs=0.02)
+    assert late.extract is not None and direct.extract is not None
+    assert late.extract.text == direct.extract.text
+    assert [s.supported for s in late.sentences] == [True, False]
 
 
 async def test_nothing_supported_under_strict_gives_the_extractive_answer(

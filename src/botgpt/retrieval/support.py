@@ -39,10 +39,12 @@ from botgpt.retrieval.sentences import (
 __all__ = [
     "DEFAULT_THRESHOLD",
     "Passage",
+    "PreparedPassages",
     "SentenceKind",
     "SentenceSupport",
     "SupportReport",
     "check_support",
+    "prepare_passages",
 ]
 
 # Calibrated with all-MiniLM-L6-v2 on bench/data/grounded_qa (see bench/README or the
@@ -203,37 +205,77 @@ def _units(passages: Sequence[Passage]) -> tuple[list[_Unit], list[_Unit]]:
     return sentences, pairs
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedPassages:
+    """The passages' half of the check: sentences (and adjacent pairs) embedded, facts read.
+
+    It does not depend on the answer, so `prepare_passages` can run while the model is still
+    writing (with a remote model the CPU is idle then); `check_support` then only embeds the
+    answer's sentences.
+    """
+
+    passages: tuple[Passage, ...]
+    units: tuple[_Unit, ...]  # every sentence, then every pair of adjacent sentences
+    sentence_count: int
+    vectors: Vectors
+    facts: dict[int, _Facts]
+    question: str | None
+    question_vector: Vectors | None
+    model: str
+    elapsed_ms: float
+
+
+async def prepare_passages(
+    passages: Sequence[Passage], embedder: Embedder, *, question: str | None = None
+) -> PreparedPassages:
+    """Embed the passages' sentences (and the question, for the extractive answer)."""
+    started = time.perf_counter()
+    sentences, pairs = _units(passages)
+    units = (*sentences, *pairs)
+    texts = [u.text for u in units] + ([question] if question is not None else [])
+    vectors = await embedder.embed(texts) if texts else np.zeros((0, 1), np.float32)
+    return PreparedPassages(
+        passages=tuple(passages),
+        units=units,
+        sentence_count=len(sentences),
+        vectors=vectors[: len(units)],
+        facts={p.number: _Facts.of(p) for p in passages},
+        question=question,
+        question_vector=vectors[len(units) :] if question is not None else None,
+        model=embedder.name,
+        elapsed_ms=(time.perf_counter() - started) * 1000,
+    )
+
+
 async def check_support(
     answer: str,
-    passages: Sequence[Passage],
+    passages: Sequence[Passage] | PreparedPassages,
     embedder: Embedder,
     *,
     question: str | None = None,
     threshold: float = DEFAULT_THRESHOLD,
     extract_sentences: int = 3,
 ) -> SupportReport:
-    """Score every sentence of ``answer`` against ``passages`` (one embedding call).
+    """Score every sentence of ``answer`` against the passages.
 
-    With ``question``, the report also holds the extractive answer to it from the passages.
+    With ``question`` (or a question given to `prepare_passages`), the report also holds
+    the extractive answer to it. ``elapsed_ms`` is this call's time: with `PreparedPassages`
+    only the answer's part, which is what a reader waits for after the last token.
     """
     started = time.perf_counter()
+    prepared = (
+        passages
+        if isinstance(passages, PreparedPassages)
+        else await prepare_passages(passages, embedder, question=question)
+    )
     spans = split_sentences(answer)
     kinds = [sentence_kind(s.text) for s in spans]
     claim_idx = [i for i, kind in enumerate(kinds) if kind == "claim"]
-    units, pairs = _units(passages)
-    all_units = units + pairs
-    if not claim_idx and question is None:
-        all_units = units = []  # nothing to compare: spare the embedder
-    texts = [strip_markers(spans[i].text) for i in claim_idx] + [u.text for u in all_units]
-    if question is not None:
-        texts.append(question)
-    vectors: Vectors = await embedder.embed(texts) if texts else np.zeros((0, 1), np.float32)
-    claims_v = vectors[: len(claim_idx)]
-    units_v = vectors[len(claim_idx) : len(claim_idx) + len(all_units)]
-    similarity = claims_v @ units_v.T if len(claim_idx) and len(all_units) else None
-
-    facts = {p.number: _Facts.of(p) for p in passages}
-    by_number = {p.number: p for p in passages}
+    similarity = None
+    if claim_idx and prepared.units:
+        claims_v = await embedder.embed([strip_markers(spans[i].text) for i in claim_idx])
+        similarity = claims_v @ prepared.vectors.T
+    by_number = {p.number: p for p in prepared.passages}
 
     records: list[SentenceSupport] = []
     for i, span in enumerate(spans):
@@ -248,14 +290,18 @@ async def check_support(
             continue
         row = similarity[claim_idx.index(i)] if similarity is not None else None
         records.append(
-            _judge(span, row, all_units, by_number, cited, threshold, facts)
+            _judge(span, row, prepared.units, by_number, cited, threshold, prepared.facts)
         )  # fmt: skip
 
     extract = None
-    if question is not None and units:
-        question_v = vectors[-1]
+    if prepared.question is not None and prepared.question_vector is not None:
+        count = prepared.sentence_count
         extract = extract_from_scores(
-            question, passages, units, units_v[: len(units)] @ question_v, extract_sentences
+            prepared.question,
+            prepared.passages,
+            prepared.units[:count],
+            prepared.vectors[:count] @ prepared.question_vector[0],
+            extract_sentences,
         )
     return SupportReport(
         answer=answer,
@@ -264,7 +310,7 @@ async def check_support(
         model=embedder.name,
         elapsed_ms=(time.perf_counter() - started) * 1000,
         extract=extract,
-        passages=tuple(passages),
+        passages=prepared.passages,
     )
 
 
