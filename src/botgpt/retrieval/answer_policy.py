@@ -149,23 +149,15 @@ def _cite(
 ) -> tuple[str, tuple[int, ...], bool, bool]:
     """The sentence with its markers fixed: (text, cited numbers, added?, fixed?)."""
     cited = [n for n in marker_numbers(support.text) if n in valid]
-    invalid = [n for n in support.cited if n not in valid]
-    if not support.is_claim or not support.supported:
-        if invalid:
-            return _with_markers(support.text, cited), tuple(cited), False, True
-        return support.text, tuple(cited), False, False
-    clear = _clear_passage(support, threshold)
-    backing = [n for n in cited if support.scores.get(n, 0.0) >= threshold]
-    if backing:
-        if invalid:
-            return _with_markers(support.text, cited), tuple(cited), False, True
-        return support.text, tuple(cited), False, False
-    if clear is None:
-        if invalid:
-            return _with_markers(support.text, cited), tuple(cited), False, True
-        return support.text, tuple(cited), False, False
-    added = not support.cited
-    return _with_markers(support.text, [clear]), (clear,), added, not added
+    stray = len(cited) < len(support.cited)  # markers naming no passage: removed
+    backed = any(support.scores.get(n, 0.0) >= threshold for n in cited)
+    if support.is_claim and support.supported and not backed:
+        clear = _clear_passage(support, threshold)
+        if clear is not None:
+            added = not support.cited
+            return _with_markers(support.text, [clear]), (clear,), added, not added
+    text = _with_markers(support.text, cited) if stray else support.text
+    return text, tuple(cited), False, stray
 
 
 def _clear_passage(support: SentenceSupport, threshold: float) -> int | None:
