@@ -236,8 +236,10 @@ def _stem(word: str) -> str:
     word = re.sub(r"['\u2019]s$", "", word)
     for suffix, keep in (("ies", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", "")):
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            return word[: -len(suffix)] + keep
-    return word
+            word = word[: -len(suffix)] + keep
+            break
+    # charge/charging/charged all become "charg".
+    return word[:-1] if word.endswith("e") and len(word) > 4 else word
 
 
 def stems(text: str) -> set[str]:
