@@ -160,6 +160,10 @@ class Settings(BaseSettings):
         description="USD per million (input, output) tokens by model name, as JSON.",
     )
     llm_titles: bool = Field(True, description="Let the model write a title after the first turn.")
+    answer_cache: bool = Field(
+        False, description="Answer a repeated first question from the cache (no tokens)."
+    )
+    answer_cache_seconds: int = Field(86_400, ge=60, le=30 * 86_400)
     stream_flush_seconds: float = Field(
         1.0, gt=0, description="Persist partial replies this often."
     )

@@ -67,6 +67,7 @@ class Container:
                 await shared.stop()
         await self.chat.drain()
         await self.chat.leases.stop()
+        await self.chat.answers.aclose()
         await self.providers.aclose()
         await self.llm.aclose()
         await self.moderator.aclose()

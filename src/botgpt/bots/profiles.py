@@ -29,6 +29,7 @@ def bot_profile(bot: BotSnapshot, settings: Settings, box: SecretBox) -> TurnPro
             faq_threshold=bot.faq_threshold,
         ),
         model_titles=False,  # visitors' sessions are titled by their first question
+        answer_cache=bot.answer_cache,
         bot_id=bot.id,
         bot_version=bot.version,
     )

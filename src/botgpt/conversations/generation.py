@@ -128,7 +128,10 @@ class Generator:
         assistant.latency_ms = round((time.perf_counter() - started) * 1000, 2)
         assistant.cost_usd = cost
         assistant.context_manifest = turn.manifest
-        assistant.citations = citations(text, turn.grounding.sources) if turn.grounding else None
+        if turn.grounding is not None:
+            assistant.citations = citations(text, turn.grounding.sources)
+        else:
+            assistant.citations = turn.canned_citations
         assistant.completed_at = done
         values = {
             "mid": assistant.id,

@@ -39,6 +39,7 @@ class TurnProfile:
     context_max_tokens: int = 4000
     grounding: GroundingProfile = field(default_factory=GroundingProfile)
     model_titles: bool = False  # let the model write the conversation's title
+    answer_cache: bool = False  # answer a repeated first question from the answer cache
     bot_id: str | None = None
     bot_version: int | None = None
 
@@ -59,4 +60,5 @@ class TurnProfile:
             ),
             # The embedded 135M model writes nonsense titles; others may write them.
             model_titles=settings.llm_titles and settings.llm_provider != "local",
+            answer_cache=settings.answer_cache,
         )

@@ -115,7 +115,9 @@ class Turn:
     unsummarized: list[Any] = field(default_factory=list)
     auto_title: bool = False
     grounding: Grounding | None = None
-    canned: str | None = None  # a reply given without the model (not found, an FAQ)
+    canned: str | None = None  # a reply given without the model (not found, an FAQ, cached)
+    canned_citations: list[dict[str, Any]] | None = None  # a cached answer's citations
+    cache_key: str | None = None  # where a complete answer is kept (answer cache on)
 
     def ids(self) -> dict[str, Any]:
         """The ids every event of the turn carries."""

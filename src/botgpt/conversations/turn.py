@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 
 from botgpt.config import Settings
 from botgpt.conversations.admission import Admission
+from botgpt.conversations.answer_cache import AnswerCache
 from botgpt.conversations.followups import Followups
 from botgpt.conversations.generation import Generator
 from botgpt.conversations.grounding import Grounder
@@ -48,9 +49,10 @@ class ChatService:
         self.admission = admission or Admission()
         self.default_profile = TurnProfile.from_settings(settings)
         leases = LiveReplies(runner, settings.stream_lease_seconds, settings.stream_flush_seconds)
-        self.preparer = Preparer(settings, runner, providers, grounder, faqs, leases)
+        self.answers = AnswerCache(runner, settings.redis_url, settings.answer_cache_seconds)
+        self.preparer = Preparer(settings, runner, providers, grounder, faqs, leases, self.answers)
         self.generator = Generator(settings, runner, leases)
-        self.followups = Followups(settings, runner)
+        self.followups = Followups(settings, runner, self.answers)
         self.generator.on_finished = self.followups.after
 
     @property
