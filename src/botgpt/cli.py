@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from botgpt import cli_chat, cli_users
+from botgpt import cli_chat, cli_keys, cli_users
 from botgpt.config import Settings
 
 
@@ -41,8 +41,51 @@ async def _prepare(settings: Settings) -> str | None:
         await engine.dispose()
 
 
+def workers_problem(settings: Settings) -> str | None:
+    """Why `settings` cannot be served by more than one process, or None when it can."""
+    if settings.workers < 1:
+        return "botgpt serve --workers must be at least 1"
+    if settings.workers == 1:
+        return None
+    if settings.effective_database_url.startswith("sqlite"):
+        return (
+            f"botgpt serve --workers {settings.workers} needs PostgreSQL: a SQLite database is"
+            " served by one process only (set BOTGPT_DATABASE_URL=postgresql+asyncpg://..."
+            " or use --workers 1)"
+        )
+    if not settings.redis_url:
+        return (
+            f"botgpt serve --workers {settings.workers} needs BOTGPT_REDIS_URL: rate limits,"
+            " live replies, revocations and the job queue are shared through Redis"
+        )
+    return None
+
+
+def _metrics_folder() -> None:
+    """A fresh folder for the worker processes' metric files (prometheus_client multiprocess)."""
+    import atexit
+    import os
+    import shutil
+    import tempfile
+
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        folder = tempfile.mkdtemp(prefix="botgpt-metrics-")
+        atexit.register(shutil.rmtree, folder, True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+
+
+def serve_app() -> Any:
+    """The application of one worker process of `botgpt serve --workers N` (a uvicorn factory)."""
+    from botgpt.main import create_app
+    from botgpt.observability.logging import configure_logging
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_json)
+    return create_app(settings, run_migrations=False)
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
-    """Migrate, bootstrap the admin, and serve HTTP."""
+    """Migrate, bootstrap the admin, and serve HTTP (in one or `--workers` processes)."""
     import uvicorn
 
     from botgpt.main import create_app
@@ -53,6 +96,12 @@ def cmd_serve(args: argparse.Namespace) -> None:
         settings.host = args.host
     if args.port:
         settings.port = args.port
+    if args.workers is not None:
+        settings.workers = args.workers
+    problem = workers_problem(settings)
+    if problem:
+        print(problem, file=sys.stderr)
+        raise SystemExit(2)
     configure_logging(settings.log_level, settings.log_json)
     key = asyncio.run(_prepare(settings))
     url = f"http://{settings.host}:{settings.port}"
@@ -62,6 +111,22 @@ def cmd_serve(args: argparse.Namespace) -> None:
         print(f"Admin API key (shown once, keep it safe): {key}")
         print("=" * 72)
     print(f"BOT GPT is starting at {url}  (API docs: {url}/docs)", flush=True)
+    if settings.workers > 1:
+        # Each worker process builds its own app from the same environment; migrations and
+        # the admin were done once above. Their metrics are summed through a shared folder.
+        _metrics_folder()
+        uvicorn.run(
+            "botgpt.cli:serve_app",
+            factory=True,
+            workers=settings.workers,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
+            loop="uvloop",
+            http="httptools",
+        )
+        return
     app = create_app(settings, run_migrations=False)
     uvicorn.run(
         app,
@@ -91,7 +156,7 @@ async def _work(settings: Settings) -> None:
     import signal
 
     from botgpt.db import make_engine, make_sessionmaker
-    from botgpt.documents.service import build_document_services, close_document_services
+    from botgpt.documents.service import build_document_services
     from botgpt.jobs.queue import make_queue
     from botgpt.observability.logging import configure_logging
     from botgpt.webhooks.service import Dispatcher
@@ -103,7 +168,7 @@ async def _work(settings: Settings) -> None:
     services = build_document_services(settings, engine, sessions, queue)
     # Ingestion outcomes (document.ready / document.failed) reach webhooks from here too.
     webhooks = Dispatcher(settings, sessions)
-    services["ingestor"].on_event = webhooks.emit
+    services.ingestor.on_event = webhooks.emit
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -114,7 +179,7 @@ async def _work(settings: Settings) -> None:
         print(f"BOT GPT worker running {settings.ingest_workers} job(s) at a time", flush=True)
         await stop.wait()
     finally:
-        await close_document_services(services)
+        await services.close()
         await webhooks.stop()
         await engine.dispose()
 
@@ -167,10 +232,10 @@ async def _ingest(settings: Settings, paths: list[str], user: str | None) -> int
 
     engine = make_engine(settings.effective_database_url)
     services = documents.build_document_services(settings, engine, make_sessionmaker(engine))
-    service: documents.DocumentService = services["documents"]
+    service: documents.DocumentService = services.documents
     failures = 0
     try:
-        owner = await documents.resolve_user(service.sessions, user or settings.admin_email)
+        owner = await cli_users.resolve_user(service.sessions, user or settings.admin_email)
         with _progress_bars() as bars:
             for path in documents.expand_paths(paths):
                 task = bars.add_task(path.name[:40], total=1.0, status="queued")
@@ -197,7 +262,7 @@ async def _ingest(settings: Settings, paths: list[str], user: str | None) -> int
         print(exc.message, file=sys.stderr)
         return 2
     finally:
-        await documents.close_document_services(services)
+        await services.close()
         await engine.dispose()
     return 1 if failures else 0
 
@@ -304,6 +369,11 @@ def main(argv: list[str] | None = None) -> None:
     serve = sub.add_parser("serve", help="run the HTTP server")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="serving processes (default BOTGPT_WORKERS or 1; >1 needs PostgreSQL and Redis)",
+    )
     serve.set_defaults(func=cmd_serve)
     sub.add_parser("worker", help="run background jobs from the Redis queue").set_defaults(
         func=cmd_worker
@@ -311,6 +381,7 @@ def main(argv: list[str] | None = None) -> None:
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
     cli_users.add_parser(sub).set_defaults(func=cmd_users)
     cli_chat.add_parser(sub).set_defaults(func=cmd_chat)
+    cli_keys.add_parser(sub).set_defaults(func=lambda a: sys.exit(cli_keys.run(_settings(), a)))
     ingest = sub.add_parser("ingest", help="upload and ingest documents now")
     ingest.add_argument("paths", nargs="+", metavar="PATH", help="files or folders")
     ingest.add_argument("--user", help="owner email or id (default: the admin)")

@@ -26,14 +26,15 @@ async def chat_loop(
     out: TextIO,
 ) -> int:
     """Read messages from `stdin`, stream the replies to `out`; returns the exit code."""
+    from botgpt.cli_users import resolve_user
+    from botgpt.conversations.records import TurnRequest
     from botgpt.conversations.turn import ChatService
-    from botgpt.documents.service import resolve_user
     from botgpt.main import create_app
 
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         container = app.state.container
-        chat: ChatService = container.services["chat"]
+        chat: ChatService = container.chat
         try:
             owner = await resolve_user(container.sessions, user or settings.admin_email)
         except DomainError as exc:
@@ -55,11 +56,16 @@ async def chat_loop(
                 print("(new conversation)", file=out, flush=True)
                 continue
             try:
-                if conversation_id is None:
-                    turn = await chat.start_conversation(owner, text, mode, None, document_ids)
-                    conversation_id = turn.conversation_id
-                else:
-                    turn = await chat.send_message(owner, conversation_id, text)
+                turn = await chat.prepare(
+                    TurnRequest(
+                        owner,
+                        text,
+                        conversation_id=conversation_id,
+                        mode=mode,
+                        document_ids=document_ids if conversation_id is None else None,
+                    )
+                )
+                conversation_id = turn.conversation_id
             except DomainError as exc:
                 print(f"error: {exc.message}", file=out, flush=True)
                 continue
@@ -70,7 +76,7 @@ async def chat_loop(
                 elif event.event == "error":
                     print(f"\n[the model failed: {event.data['message']}]", end="", file=out)
             print(file=out, flush=True)
-            for c in (turn.assistant.get("citations") or [])[:5]:
+            for c in (turn.assistant.citations or [])[:5]:
                 page = f", page {c['page']}" if c.get("page") else ""
                 print(f"  [{c['number']}] {c['document_name']}{page}", file=out, flush=True)
 

@@ -11,7 +11,7 @@ from typing import TypeVar
 
 from pydantic import ValidationError
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from botgpt.auth.models import User
 from botgpt.auth.schemas import UserCreate
@@ -21,6 +21,15 @@ from botgpt.config import Settings
 from botgpt.exceptions import DomainError, NotFound
 
 T = TypeVar("T")
+
+
+async def resolve_user(sessions: async_sessionmaker[AsyncSession], reference: str) -> str:
+    """The id of the user with this id, email or external id (for commands taking --user)."""
+    async with sessions() as db:
+        user = await find_user(db, reference)
+    if user is None:
+        raise NotFound(f"No user with id or email {reference!r}.")
+    return user.id
 
 
 async def _with_db(

@@ -18,6 +18,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from botgpt.files import write_private
+
 WEAK_SECRETS = {"changeme", "change-me", "secret", "dev", "development", "password", "test"}
 GROQ_BASE_URL = "https://api.groq.com/openai/v1"
 GROQ_DEFAULT_MODEL = "llama-3.1-8b-instant"
@@ -31,7 +33,7 @@ PROVIDER_KEY_NAMES = {
 }
 
 
-# --- LLM fallback chain (resilience, DESIGN.md section 3 step 5) -------------------
+# --- LLM fallback chain (resilience, docs/architecture.md: generation) -------------------
 class LLMFallback(BaseModel):
     """One entry of BOTGPT_LLM_FALLBACKS: a provider tried when the ones before it fail.
 
@@ -83,6 +85,8 @@ class Settings(BaseSettings):
     # registration and token refresh count per client address.
     rate_limit_chat: str = "60/minute;1000/hour;10000/day"
     rate_limit_auth: str = "20/minute;200/hour"
+    # Bots' public chat, per client address and bot (each bot adds its own session/day caps).
+    rate_limit_public: str = "20/minute;300/hour"
     # Moderation of user messages: off, blocklist (offline: the words below) or openai (any
     # OpenAI-compatible /moderations endpoint).
     moderation: Literal["off", "blocklist", "openai"] = "off"
@@ -94,6 +98,9 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    # Serving processes of `botgpt serve` (uvicorn workers); more than one needs PostgreSQL
+    # and Redis, which every process shares.
+    workers: int = Field(1, ge=1, le=64)
     log_level: str = "INFO"
     log_json: bool = True
     cors_origins: list[str] = []
@@ -101,11 +108,16 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = None  # when set, GET /metrics needs "Bearer <token>"
 
     jwt_secret: SecretStr | None = None
+    # Fernet key(s) for secrets at rest (bots' provider keys): "new,old" while rotating.
+    encryption_key: SecretStr | None = None
     access_token_minutes: int = Field(15, ge=1, le=24 * 60)
     refresh_token_days: int = Field(30, ge=1, le=365)
     api_key_cache_seconds: float = Field(30.0, ge=0)
 
     llm_provider: Literal["local", "openai", "anthropic", "groq", "fake"] = "local"
+    # The fake provider (benchmarks): wait before the first piece, and between pieces.
+    llm_fake_latency_seconds: float = Field(0.0, ge=0, le=60)
+    llm_fake_token_interval_seconds: float = Field(0.0, ge=0, le=10)
     llm_base_url: str = Field("", description="Empty: the provider's public endpoint.")
     llm_api_key: SecretStr | None = None
     # The providers' conventional key variables, used when BOTGPT_LLM_API_KEY is not set.
@@ -130,7 +142,7 @@ class Settings(BaseSettings):
     llm_retry_attempts: int = Field(3, ge=1, le=10)
     llm_retry_base_seconds: float = Field(0.5, ge=0)
     llm_retry_max_seconds: float = Field(20.0, ge=0)
-    # --- LLM resilience (DESIGN.md section 3 step 5) ---------------------------------
+    # --- LLM resilience ---------------------------------
     # llm_timeout_seconds is the total timeout and llm_connect_timeout_seconds the
     # connect timeout of a call; these add the first-token timeout, the fallback
     # chain (JSON list of LLMFallback) and the per-provider circuit breaker.
@@ -155,11 +167,20 @@ class Settings(BaseSettings):
         description="USD per million (input, output) tokens by model name, as JSON.",
     )
     llm_titles: bool = Field(True, description="Let the model write a title after the first turn.")
+    answer_cache: bool = Field(
+        False, description="Answer a repeated first question from the cache (no tokens)."
+    )
+    answer_cache_seconds: int = Field(86_400, ge=60, le=30 * 86_400)
     stream_flush_seconds: float = Field(
         1.0, gt=0, description="Persist partial replies this often."
     )
     stream_reattach_grace_seconds: float = Field(
         0.0, ge=0, description="How long a stream with no client keeps generating."
+    )
+    stream_lease_seconds: float = Field(
+        30.0,
+        ge=1,
+        description="A reply whose process stopped renewing its lease this long ends interrupted.",
     )
     grounded_top_k: int = Field(5, ge=1, le=20, description="Passages given to grounded turns.")
     grounded_not_found_message: str = (
@@ -179,7 +200,7 @@ class Settings(BaseSettings):
     def _check_db_url(cls, v: str) -> str:
         return normalise_database_url(v)
 
-    @field_validator("rate_limit_chat", "rate_limit_auth")
+    @field_validator("rate_limit_chat", "rate_limit_auth", "rate_limit_public")
     @classmethod
     def _check_limits(cls, v: str) -> str:
         from limits import parse_many
@@ -209,6 +230,30 @@ class Settings(BaseSettings):
         if raw.lower() in WEAK_SECRETS or len(raw) < 32:
             raise ValueError("BOTGPT_JWT_SECRET must be at least 32 random characters")
         return v
+
+    @field_validator("encryption_key")
+    @classmethod
+    def _check_encryption_key(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is None:
+            return v
+        from cryptography.fernet import Fernet
+
+        for key in (k.strip() for k in v.get_secret_value().split(",")):
+            try:
+                Fernet(key.encode())
+            except ValueError as e:
+                raise ValueError(
+                    "BOTGPT_ENCRYPTION_KEY must be Fernet keys (32 url-safe base64 bytes), "
+                    "comma-separated; `botgpt keys new` makes one"
+                ) from e
+        return v
+
+    def encryption_keys(self) -> list[str]:
+        """The keys secrets at rest are encrypted with (the first) and read with (all)."""
+        from botgpt.bots.secrets import configured_keys
+
+        raw = self.encryption_key.get_secret_value() if self.encryption_key else ""
+        return configured_keys(raw, self.data_dir)
 
     @model_validator(mode="after")
     def _check_provider(self) -> Settings:
@@ -248,17 +293,41 @@ class Settings(BaseSettings):
         path = self.data_dir / "jwt_secret"
         if path.exists():
             return path.read_text().strip()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         key = secrets.token_urlsafe(48)
-        path.write_text(key)
-        path.chmod(0o600)
+        try:
+            write_private(path, key)  # 0600 from its first byte, in a 0700 folder
+        except FileExistsError:  # another process generated it first
+            return path.read_text().strip()
         return key
 
-    # --- documents and retrieval (DESIGN.md section 5) ---------------------------------
+    # --- documents and retrieval ---------------------------------
     # Upload limit, chunking, the embedder (local MiniLM, any OpenAI-compatible embeddings
     # API, or the hash test double), hybrid-search fusion and the grounded relevance floor.
     # Fusion defaults are botgpt.retrieval.search.SearchParams' (tuned on SciFact train).
     max_upload_mb: float = Field(25.0, gt=0, le=2048)
+    # --- hostile input (issue 8): request bodies and parsing limits ---------------------
+    # Every request body but an upload's (which has max_upload_mb) is refused with 413 above
+    # max_body_mb, counted while it is read (also without Content-Length). Parsing runs in a
+    # child process that is killed past its time budget or memory, or when its document is
+    # deleted; archives (DOCX) are checked for size and compression ratio before parsing.
+    max_body_mb: float = Field(1.0, gt=0, le=1024)
+    parse_timeout_seconds: float = Field(120.0, gt=0)
+    parse_max_memory_mb: int = Field(1024, ge=128, le=65536)
+    parse_max_pages: int = Field(2000, ge=1)
+    parse_max_paragraphs: int = Field(200_000, ge=1)
+    parse_max_chars: int = Field(10_000_000, ge=1000)
+    parse_max_unpacked_mb: float = Field(100.0, gt=0)
+    parse_max_compression_ratio: float = Field(100.0, ge=1)
+    parse_max_html_depth: int = Field(512, ge=8)
+    # --- end hostile input ----------------------------------------------------------------
+    # Where uploaded originals live: the data folder, or an S3-compatible bucket.
+    blob_store: Literal["local", "s3"] = "local"
+    s3_endpoint_url: str = "https://s3.amazonaws.com"
+    s3_bucket: str = ""
+    s3_region: str = ""
+    s3_access_key: SecretStr | None = None
+    s3_secret_key: SecretStr | None = None
+    s3_prefix: str = ""
     chunk_tokens: int = Field(256, ge=16, le=8192)
     chunk_overlap: int = Field(32, ge=0, le=4096)
     embedding_provider: Literal["local", "openai", "hash"] = "local"
@@ -281,6 +350,12 @@ class Settings(BaseSettings):
     search_min_score: float = Field(
         0.25, ge=-1, le=1, description="Grounded answers ignore passages below this cosine."
     )
+
+    @model_validator(mode="after")
+    def _check_blob_store(self) -> Settings:
+        if self.blob_store == "s3" and not self.s3_bucket:
+            raise ValueError("BOTGPT_S3_BUCKET is required when BOTGPT_BLOB_STORE=s3")
+        return self
 
     @model_validator(mode="after")
     def _check_chunking(self) -> Settings:

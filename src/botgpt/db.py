@@ -19,6 +19,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase
 
+from botgpt.files import private_file
+
 _SQLITE_ERRORS = (
     "DatabaseError",
     "Error",
@@ -53,7 +55,10 @@ def sqlite_path(url: str) -> str:
 
 
 def sqlite_connect(path: str) -> Any:
-    """A sqlean connection with sqlite-vec loaded, WAL and a generous busy timeout."""
+    """A sqlean connection with sqlite-vec loaded, WAL and a generous busy timeout.
+
+    Automatic checkpoints are off: `botgpt.sqlrunner.Checkpointer` runs them on a thread.
+    """
     conn = sqlean.connect(path, check_same_thread=False, timeout=30)
     conn.enable_load_extension(True)
     sqlite_vec.load(conn)
@@ -62,13 +67,17 @@ def sqlite_connect(path: str) -> Any:
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA busy_timeout=30000")
+    # No checkpoint inside a commit (it would make that commit, and every transaction queued
+    # behind it, wait for the copy and its fsync): the SQL runner's checkpointer thread does it.
+    conn.execute("PRAGMA wal_autocheckpoint=0")
     return conn
 
 
 def _make_sqlite_engine(url: str) -> AsyncEngine:
     path = sqlite_path(url)
     if path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # Created 0600 in a 0700 folder; SQLite gives its -wal and -shm files the same mode.
+        private_file(Path(path))
 
     async def creator() -> Any:
         return await aiosqlite.core.Connection(

@@ -10,14 +10,17 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from botgpt import exceptions as exc
 from botgpt.llm import errors as llm_errors
+from botgpt.text import NO_NUL_PATTERN, NUL_MESSAGE
 
 log = logging.getLogger("botgpt.errors")
 
 _STATUS: dict[type[exc.DomainError], int] = {
+    exc.MalformedRequest: 400,
     exc.NotFound: 404,
     exc.AuthenticationFailed: 401,
     exc.PermissionDenied: 403,
@@ -81,18 +84,8 @@ def status_for_llm(error: llm_errors.LLMError) -> int:
 
 def llm_error_payload(error: llm_errors.LLMError) -> dict[str, Any]:
     """A client-safe description of a provider failure."""
-    return {"code": error.code, "message": _LLM_MESSAGES.get(error.code, "The model failed.")}
+    return dict(llm_errors.client_error(error))
 
-
-_LLM_MESSAGES = {
-    "provider_timeout": "The language model did not answer in time.",
-    "provider_rate_limited": "The language model is rate limiting requests; try again shortly.",
-    "provider_unavailable": "The language model is unavailable right now.",
-    "provider_bad_response": "The language model sent a response that could not be read.",
-    "provider_auth_failed": "The language model provider refused the configured credentials.",
-    "provider_request_rejected": "The language model provider rejected the request.",
-    "provider_circuit_open": "The language model is temporarily disabled after repeated failures.",
-}
 
 _HTTP_CODES = {
     400: "bad_request",
@@ -106,6 +99,25 @@ _HTTP_CODES = {
     422: "validation_error",
     429: "rate_limited",
 }
+
+
+_FASTAPI_UNPARSABLE_BODY = "There was an error parsing the body"
+# PostgreSQL's "character not in repertoire" (e.g. U+0000 in a text value).
+_PG_UNTRANSLATABLE_CHARACTER = "22021"
+
+
+def _sqlstate(error: DBAPIError) -> str | None:
+    orig = error.orig
+    code = getattr(orig, "pgcode", None) or getattr(orig, "sqlstate", None)
+    return code if isinstance(code, str) else None
+
+
+def _error_message(error: Mapping[str, Any]) -> str:
+    """A validation error's message; the NUL rule of `botgpt.text.Text` said plainly."""
+    ctx = error.get("ctx") or {}
+    if isinstance(ctx, Mapping) and ctx.get("pattern") == NO_NUL_PATTERN:
+        return NUL_MESSAGE
+    return str(error.get("msg", ""))
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -139,17 +151,33 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, error: RequestValidationError) -> JSONResponse:
+        if any(e.get("type") == "json_invalid" for e in error.errors()):
+            # Not JSON at all is a malformed request (400); JSON of the wrong shape is a 422.
+            return error_json(400, "invalid_json", "The request body is not valid JSON.")
         details = [
-            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            {"loc": list(e.get("loc", ())), "msg": _error_message(e), "type": e.get("type", "")}
             for e in error.errors()
         ]
         return error_json(422, "validation_error", "The request is invalid.", details)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        if error.status_code == 400 and error.detail == _FASTAPI_UNPARSABLE_BODY:
+            # Bytes that are not even text (FastAPI's own 400): the same answer as broken JSON.
+            return error_json(400, "invalid_json", "The request body is not valid JSON.")
         code = _HTTP_CODES.get(error.status_code, "error")
         message = error.detail if isinstance(error.detail, str) else "Request failed."
         return error_json(error.status_code, code, message, headers=error.headers)
+
+    @app.exception_handler(DBAPIError)
+    async def _database(_: Request, error: DBAPIError) -> JSONResponse:
+        if _sqlstate(error) == _PG_UNTRANSLATABLE_CHARACTER:
+            # A backstop behind the schemas' `Text` type: PostgreSQL refuses NUL in text.
+            return error_json(
+                422, "validation_error", "A text field contains a NUL character (\\u0000)."
+            )
+        log.exception("database error", exc_info=error)
+        return error_json(500, "internal_error", "An internal error occurred.")
 
     @app.exception_handler(Exception)
     async def _unhandled(_: Request, error: Exception) -> JSONResponse:

@@ -19,6 +19,10 @@ EVENT_TYPES = (
     "message.cancelled",
     "document.ready",
     "document.failed",
+    "bot.session_started",
+    "bot.message_received",
+    "bot.message_answered",
+    "bot.feedback",
 )
 
 

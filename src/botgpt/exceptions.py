@@ -40,6 +40,12 @@ class Conflict(DomainError):
     code = "conflict"
 
 
+class MalformedRequest(DomainError):
+    """The request body cannot be read at all (broken JSON, a truncated multipart body)."""
+
+    code = "malformed_body"
+
+
 class InvalidInput(DomainError):
     """The request is well-formed JSON but semantically invalid."""
 

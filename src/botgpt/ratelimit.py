@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass
 
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
@@ -71,10 +72,20 @@ def _describe(item: RateLimitItem) -> str:
     return f"{item.amount} per {unit}"
 
 
-def build_limiters(redis_url: str, chat: str, auth: str) -> dict[str, RateLimiter]:
+@dataclass(slots=True)
+class Limiters:
+    """The app's limiters, sharing one storage (memory, or Redis across processes)."""
+
+    chat: RateLimiter  # chat turns per acting user
+    auth: RateLimiter  # sign-in, registration, refresh per client address
+    storage: Storage
+
+    def make(self, scope: str, limits: str) -> RateLimiter:
+        """Another limiter on the same storage (e.g. a bot's per-session cap)."""
+        return RateLimiter(scope, limits, self.storage)
+
+
+def build_limiters(redis_url: str, chat: str, auth: str) -> Limiters:
     """The chat-turn limiter (per user) and the sign-in limiter (per address), one storage."""
     storage = make_storage(redis_url)
-    return {
-        "limits.chat": RateLimiter("chat", chat, storage),
-        "limits.auth": RateLimiter("auth", auth, storage),
-    }
+    return Limiters(RateLimiter("chat", chat, storage), RateLimiter("auth", auth, storage), storage)

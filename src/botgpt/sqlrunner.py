@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -22,6 +24,7 @@ from sqlalchemy.pool import StaticPool
 from botgpt.db import sqlite_connect, sqlite_path
 
 T = TypeVar("T")
+log = logging.getLogger("botgpt.sql")
 
 
 class SqlRunner:
@@ -43,6 +46,41 @@ class SqlRunner:
         """Release resources held only by the runner."""
 
 
+class Checkpointer:
+    """Copies the SQLite write-ahead log back into the database file, on a thread of its own.
+
+    Left to SQLite, the commit that crosses 1000 log pages runs the checkpoint: that commit
+    (and, on the writer thread, every transaction queued behind it, such as the first write
+    of a new reply) then waits for the copy and its fsync, hundreds of milliseconds on a busy
+    disk. Connections are opened with automatic checkpoints off (`botgpt.db.sqlite_connect`);
+    this thread checkpoints every `interval` seconds, PASSIVE, so no writer ever waits for it.
+    """
+
+    def __init__(self, path: str, interval: float = 1.0) -> None:
+        self.path = path
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sqlite-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        conn = sqlite_connect(self.path)
+        try:
+            while not self._stop.wait(self.interval):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlean.Error:
+                    log.warning("SQLite checkpoint failed", exc_info=True)
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        """Checkpoint once more and stop the thread."""
+        self._stop.set()
+        self._thread.join(30)
+
+
 class SqliteRunner(SqlRunner):
     """SQLite: one writer thread owns a synchronous connection; transactions queue on it.
 
@@ -60,6 +98,7 @@ class SqliteRunner(SqlRunner):
             poolclass=StaticPool,  # one connection, used only by the writer thread
         )
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+        self.checkpointer = Checkpointer(path) if path != ":memory:" else None
 
     def _transaction(self, fn: Callable[[Connection], T]) -> T:
         with self.sync_engine.begin() as conn:
@@ -75,6 +114,8 @@ class SqliteRunner(SqlRunner):
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._thread, self.sync_engine.dispose)
         self._thread.shutdown(wait=True)
+        if self.checkpointer is not None:
+            await asyncio.to_thread(self.checkpointer.stop)
 
 
 def make_runner(engine: AsyncEngine, url: str) -> SqlRunner:

@@ -17,7 +17,7 @@ Event = tuple[str, str, dict[str, Any]]
 
 @pytest.fixture
 def events(ctx: AppCtx) -> Iterator[list[Event]]:
-    chat = ctx.app.state.container.services["chat"]
+    chat = ctx.app.state.container.chat
     saved = chat.on_event
     seen: list[Event] = []
     chat.on_event = lambda owner, kind, data: seen.append((owner, kind, data))

@@ -17,7 +17,7 @@ import redis.asyncio as redis
 from fastapi import FastAPI
 
 from botgpt.config import Settings
-from botgpt.conversations.turn import Turn
+from botgpt.conversations.records import Turn, TurnRequest
 from botgpt.llm.fake import FakeProvider, FakeReply
 from botgpt.main import create_app
 
@@ -51,7 +51,7 @@ async def processes(tmp_path: Path) -> AsyncIterator[tuple[Process, Process]]:
             fake = FakeProvider()
             app = create_app(Settings(_env_file=None, **values), provider=fake)  # type: ignore[call-arg]
             await stack.enter_async_context(app.router.lifespan_context(app))
-            fanout = app.state.container.services["streams"].fanout
+            fanout = app.state.container.streams.fanout
             await asyncio.wait_for(fanout.cancels.ready.wait(), 5)
             transport = httpx.ASGITransport(app=app)
             client = httpx.AsyncClient(transport=transport, base_url="http://t")
@@ -65,9 +65,9 @@ async def start_slow_turn(process: Process, chunk_delay: float) -> tuple[Turn, d
     user = (await process.client.post("/api/v1/auth/register", json=account)).json()
     token = (await process.client.post("/api/v1/auth/login", json=account)).json()
     process.fake.enqueue(FakeReply(REPLY, chunk_size=4, chunk_delay=chunk_delay))
-    services = process.app.state.container.services
-    turn = await services["chat"].start_conversation(user["id"], "hi", "open", None)
-    services["streams"].start(turn)
+    services = process.app.state.container
+    turn = await services.chat.prepare(TurnRequest(user["id"], "hi"))
+    services.streams.start(turn)
     return turn, {"Authorization": f"Bearer {token['access_token']}"}
 
 
@@ -85,7 +85,7 @@ async def test_another_process_follows_the_reply_from_the_last_event_it_saw(
 ) -> None:
     first, second = processes
     turn, headers = await start_slow_turn(first, chunk_delay=0.05)
-    url = f"/api/v1/conversations/{turn.conversation_id}/messages/{turn.assistant['id']}/stream"
+    url = f"/api/v1/conversations/{turn.conversation_id}/messages/{turn.assistant.id}/stream"
     r = await second.client.get(url, headers={**headers, "Last-Event-ID": "3"})
     assert r.status_code == 200
     events = parse(r.text)
@@ -102,10 +102,10 @@ async def test_a_cancel_sent_to_another_process_stops_the_reply(
     first, second = processes
     turn, headers = await start_slow_turn(first, chunk_delay=0.1)  # 2 s in all
     await asyncio.sleep(0.35)
-    url = f"/api/v1/conversations/{turn.conversation_id}/messages/{turn.assistant['id']}/cancel"
+    url = f"/api/v1/conversations/{turn.conversation_id}/messages/{turn.assistant.id}/cancel"
     r = await second.client.post(url, headers=headers)
     assert r.status_code == 200 and r.json()["status"] == "cancelled"
-    assert first.app.state.container.services["streams"].get(turn.assistant["id"]) is None
+    assert first.app.state.container.streams.get(turn.assistant.id) is None
     r = await second.client.get(f"/api/v1/conversations/{turn.conversation_id}", headers=headers)
     reply = r.json()["messages"][-1]
     assert reply["status"] == "cancelled"

@@ -46,7 +46,7 @@ async def search(
 def service(ctx: AppCtx) -> FaqService:
     """The FAQ service of the app under test."""
     c = ctx.app.state.container
-    return FaqService(c.services["embedder"], c.sessions)
+    return FaqService(c.docs.embedder, c.sessions)
 
 
 async def test_crud_round_trip(client: httpx.AsyncClient, user: AuthedUser) -> None:
@@ -285,13 +285,13 @@ async def test_vectors_of_another_model_are_reembedded(
     assert results[0]["id"] == refund["id"]
     async with c.sessions() as db:
         row = (await db.execute(select(Faq).where(Faq.id == refund["id"]))).scalar_one()
-        assert row.embedding_model == c.services["embedder"].name
-        assert len(row.embedding) == c.services["embedder"].dimension * 4
+        assert row.embedding_model == c.docs.embedder.name
+        assert len(row.embedding) == c.docs.embedder.dimension * 4
 
 
 async def test_owner_cap_is_a_conflict(ctx: AppCtx, user: AuthedUser) -> None:
     c = ctx.app.state.container
-    faqs = FaqService(c.services["embedder"], c.sessions, max_per_owner=1)
+    faqs = FaqService(c.docs.embedder, c.sessions, max_per_owner=1)
     async with c.sessions() as db:
         await faqs.create(db, user.id, FaqCreate(question=REFUND, answer="Yes."))
         with pytest.raises(Conflict):

@@ -13,11 +13,11 @@ from tests.conftest import AppCtx, AuthedUser
 
 @pytest.fixture
 def blocklist(ctx: AppCtx) -> Iterator[None]:
-    chat = ctx.app.state.container.services["chat"]
-    saved = chat.moderator
-    chat.moderator = BlocklistModerator(["forbidden"])
+    admission = ctx.app.state.container.chat.admission
+    saved = admission.moderator
+    admission.moderator = BlocklistModerator(["forbidden"])
     yield
-    chat.moderator = saved
+    admission.moderator = saved
 
 
 async def test_flagged_messages_are_refused_and_not_stored(
@@ -50,13 +50,8 @@ async def test_flagged_messages_are_refused_and_not_stored(
 async def test_openai_compatible_completions_are_moderated_too(
     client: httpx.AsyncClient, user: AuthedUser, ctx: AppCtx, blocklist: None
 ) -> None:
-    services = ctx.app.state.container.services
-    saved = services["moderator"]
-    services["moderator"] = services["chat"].moderator
-    try:
-        body = {"model": "fake-model", "messages": [{"role": "user", "content": "forbidden"}]}
-        r = await client.post("/v1/chat/completions", json=body, headers=user.headers)
-    finally:
-        services["moderator"] = saved
+    # The same admission as every turn: the blocklist set on the chat turn applies here too.
+    body = {"model": "fake-model", "messages": [{"role": "user", "content": "forbidden"}]}
+    r = await client.post("/v1/chat/completions", json=body, headers=user.headers)
     assert r.status_code == 422
     assert "content policy" in r.json()["error"]["message"]  # OpenAI's envelope

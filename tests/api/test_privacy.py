@@ -31,7 +31,7 @@ TULIPS = b"Tulips were traded for fortunes in Amsterdam during the seventeenth c
 @pytest.fixture(scope="module")
 async def jobs_started(app_ctx: AppCtx) -> AsyncIterator[None]:
     """Ingestion runs on the job queue, which the test client does not start."""
-    jobs: InProcessJobQueue = app_ctx.app.state.container.services["jobs"]
+    jobs: InProcessJobQueue = app_ctx.app.state.container.docs.jobs
     started_here = not jobs._workers
     await jobs.start()
     yield

@@ -18,17 +18,17 @@ SetLimits = Callable[..., None]
 @pytest.fixture
 def set_limits(ctx: AppCtx) -> Iterator[SetLimits]:
     """Swap the app's limiters for fresh ones with the given limits; restore them after."""
-    services = ctx.app.state.container.services
-    chat = services["chat"]
-    saved = services["limits.chat"], services["limits.auth"], chat.limiter
+    services = ctx.app.state.container
+    chat = services.chat
+    saved = services.limits.chat, services.limits.auth, chat.admission.limiter
 
     def apply(chat_limits: str = "", auth_limits: str = "") -> None:
         storage = MemoryStorage()
-        services["limits.chat"] = chat.limiter = RateLimiter("chat", chat_limits, storage)
-        services["limits.auth"] = RateLimiter("auth", auth_limits, storage)
+        services.limits.chat = chat.admission.limiter = RateLimiter("chat", chat_limits, storage)
+        services.limits.auth = RateLimiter("auth", auth_limits, storage)
 
     yield apply
-    services["limits.chat"], services["limits.auth"], chat.limiter = saved
+    services.limits.chat, services.limits.auth, chat.admission.limiter = saved
 
 
 def assert_limited(r: httpx.Response, limit: str) -> None:

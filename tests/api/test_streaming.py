@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -96,7 +97,7 @@ async def wait_status(
 
 
 def hub_of(ctx: AppCtx) -> StreamHub:
-    hub: StreamHub = ctx.app.state.container.services["streams"]
+    hub: StreamHub = ctx.app.state.container.streams
     return hub
 
 
@@ -262,8 +263,9 @@ async def test_regenerate_supersedes_latest_reply(
 async def test_model_writes_title(
     client: httpx.AsyncClient, ctx: AppCtx, user: AuthedUser, fake: FakeProvider
 ) -> None:
-    chat: ChatService = ctx.app.state.container.services["chat"]
-    chat.settings.llm_titles = True
+    chat: ChatService = ctx.app.state.container.chat
+    default = chat.default_profile
+    chat.default_profile = dataclasses.replace(default, model_titles=True)
     try:
         fake.enqueue("Paris is the capital.", '"Capital of France"')
         r = await client.post(
@@ -274,7 +276,7 @@ async def test_model_writes_title(
         cid = r.json()["conversation_id"]
         await chat.drain()
     finally:
-        chat.settings.llm_titles = False
+        chat.default_profile = default
     r = await client.get(f"/api/v1/conversations/{cid}", headers=user.headers)
     assert r.json()["title"] == "Capital of France"
 
@@ -282,9 +284,9 @@ async def test_model_writes_title(
 async def test_long_history_uses_running_summary(
     client: httpx.AsyncClient, ctx: AppCtx, user: AuthedUser, fake: FakeProvider
 ) -> None:
-    chat: ChatService = ctx.app.state.container.services["chat"]
-    saved = chat.budget
-    chat.budget = 120
+    chat: ChatService = ctx.app.state.container.chat
+    saved = chat.default_profile
+    chat.default_profile = dataclasses.replace(saved, context_max_tokens=120)
     try:
         r = await client.post(
             "/api/v1/conversations", json={"first_message": "word " * 30}, headers=user.headers
@@ -304,7 +306,7 @@ async def test_long_history_uses_running_summary(
         assert manifest["dropped_message_ids"]
         assert any(item["kind"] == "summary" for item in manifest["items"])
     finally:
-        chat.budget = saved
+        chat.default_profile = saved
 
 
 async def test_websocket_chat_and_cancel(

@@ -35,16 +35,16 @@ def allow_private(ctx: AppCtx) -> Iterator[None]:
 
 
 def _dispatcher(ctx: AppCtx) -> Dispatcher:
-    dispatcher: Dispatcher = ctx.app.state.container.services["webhooks"]
+    dispatcher: Dispatcher = ctx.app.state.container.webhooks
     return dispatcher
 
 
 @pytest.fixture
 async def dispatcher(ctx: AppCtx, allow_private: None) -> AsyncIterator[Dispatcher]:
     """The app's dispatcher, started with fast retries and wired to the event sources."""
-    services = ctx.app.state.container.services
+    services = ctx.app.state.container
     dispatcher = _dispatcher(ctx)
-    sources = [services["chat"], services["ingestor"]]
+    sources = [services.chat, services.docs.ingestor]
     before = [getattr(s, "on_event", None) for s in sources]
     for source in sources:
         source.on_event = dispatcher.emit

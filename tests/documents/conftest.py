@@ -24,7 +24,7 @@ TERMINAL = ("ready", "failed")
 @pytest.fixture(scope="session")
 async def jobs_running(app_ctx: AppCtx) -> AsyncIterator[None]:
     """The app's lifespan is not run by the test client: start the job queue here."""
-    jobs: InProcessJobQueue = app_ctx.app.state.container.services["jobs"]
+    jobs: InProcessJobQueue = app_ctx.app.state.container.docs.jobs
     await jobs.start()
     yield
     await jobs.join()
@@ -37,11 +37,11 @@ class Docs:
     def __init__(self, client: httpx.AsyncClient, ctx: AppCtx) -> None:
         self.client = client
         self.ctx = ctx
-        services = ctx.app.state.container.services
-        self.service: DocumentService = services["documents"]
-        self.ingestor: Ingestor = services["ingestor"]
-        self.scope: DocumentScope = services["document_scope"]
-        self.jobs: InProcessJobQueue = services["jobs"]
+        services = ctx.app.state.container
+        self.service: DocumentService = services.docs.documents
+        self.ingestor: Ingestor = services.docs.ingestor
+        self.scope: DocumentScope = services.docs.scope
+        self.jobs: InProcessJobQueue = services.docs.jobs
 
     @property
     def uploads(self) -> Path:

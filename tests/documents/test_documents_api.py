@@ -480,7 +480,7 @@ async def test_reupload_retries_a_transient_failure(docs: Docs, user: AuthedUser
 
 
 async def test_conversation_document_links(docs: Docs, user: AuthedUser, ctx: AppCtx) -> None:
-    from botgpt.documents.scope import attach_documents, attached_document_ids
+    from botgpt.conversations.links import attach_documents, attached_document_ids
 
     a = await docs.ingest(user, "link-a.txt", b"Linked document A about rivers.")
     b = await docs.ingest(user, "link-b.txt", b"Linked document B about mountains.")
@@ -488,7 +488,7 @@ async def test_conversation_document_links(docs: Docs, user: AuthedUser, ctx: Ap
         "/api/v1/conversations", json={"first_message": "hi"}, headers=user.headers
     )
     conv = r.json()["conversation_id"]
-    runner = ctx.app.state.container.services["sql"]
+    runner = ctx.app.state.container.sql
     await runner.run(lambda c: attach_documents(c, conv, [a["id"], b["id"], a["id"]]))
     linked = await runner.run(lambda c: attached_document_ids(c, conv))
     assert sorted(linked) == sorted([a["id"], b["id"]])

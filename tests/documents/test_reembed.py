@@ -27,7 +27,7 @@ async def _vector_top(docs: Docs, user: AuthedUser, query: str) -> str:
 async def test_model_change_reembeds_in_place(docs: Docs, user: AuthedUser) -> None:
     doc = await docs.ingest(user, "facts.txt", TEXT.encode())
     assert "magma" in await _vector_top(docs, user, "how do volcanoes erupt")
-    reembedder: Reembedder = docs.ctx.app.state.container.services["reembedder"]
+    reembedder: Reembedder = docs.ctx.app.state.container.docs.reembedder
     # Pretend the document was indexed by an older model: other model name, other vectors.
     rng = np.random.default_rng(7)
     async with docs.ctx.app.state.container.engine.begin() as conn:

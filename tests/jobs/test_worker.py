@@ -123,7 +123,7 @@ async def take_over() -> str:
     from sqlalchemy import text
 
     from botgpt.db import make_engine, make_sessionmaker
-    from botgpt.documents.service import build_document_services, close_document_services
+    from botgpt.documents.service import build_document_services
     from botgpt.jobs.redis_queue import RedisJobQueue
 
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
@@ -142,7 +142,7 @@ async def take_over() -> str:
             )
             document_id = r.json()["id"]
         # A worker took the job, got half-way and died: the entry stays pending.
-        jobs: RedisJobQueue = app.state.container.services["jobs"]
+        jobs: RedisJobQueue = app.state.container.docs.jobs
         assert await jobs.client.xreadgroup(jobs.group, "dead", {jobs.stream: ">"}, count=1)
         async with app.state.container.engine.begin() as conn:
             await conn.execute(
@@ -163,6 +163,6 @@ async def take_over() -> str:
                 )
             ).scalar()
     finally:
-        await close_document_services(services)
+        await services.close()
         await engine.dispose()
     return str(status)

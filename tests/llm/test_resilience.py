@@ -166,16 +166,78 @@ async def test_half_open_lets_one_trial_through_and_success_closes(clock: FakeCl
             await collect(provider)
     clock.advance(30)
     assert provider.breaker.state is BreakerState.HALF_OPEN
+    hold = asyncio.Event()
+    fake.hold = hold
     fake.enqueue(FakeReply(text="trial answer", chunk_size=4))
     trial = provider.stream(REQUEST)
-    first = await anext(trial)  # the trial is in flight
-    assert first.delta == "tria"
+    waiting = asyncio.create_task(anext(trial))  # the trial is in flight, no token yet
+    await asyncio.sleep(0)
     with pytest.raises(CircuitOpen, match="trial"):
         await collect(provider)  # a second call meanwhile is short-circuited
+    hold.set()
+    fake.hold = None
+    first = await waiting
+    assert first.delta == "tria"
+    # The first token closed the breaker, while the trial's reply is still streaming.
+    assert provider.breaker.state is BreakerState.CLOSED
+    assert await collect(provider) == "You said: hello"
     rest = [chunk.delta async for chunk in trial]
     assert "tria" + "".join(rest) == "trial answer"
     assert provider.breaker.state is BreakerState.CLOSED
+
+
+async def test_trial_failing_after_its_first_token_counts_as_a_closed_failure(
+    clock: FakeClock,
+) -> None:
+    fake = FakeProvider()
+    provider = breaker_over(fake, clock, failures=2)
+    fake.enqueue(ProviderUnavailable("500"), ProviderUnavailable("500"))
+    for _ in range(2):
+        with pytest.raises(ProviderUnavailable):
+            await collect(provider)
+    clock.advance(30)
+    fake.enqueue(
+        FakeReply(
+            text="abcdef", chunk_size=2, error=ProviderUnavailable("drop"), error_after_chunks=1
+        )
+    )
+    got, error = await drain(provider)
+    assert text(got) == "ab" and isinstance(error, ProviderUnavailable)
+    assert provider.breaker.state is BreakerState.CLOSED  # the backend did answer
+    assert provider.breaker.consecutive_failures == 1
+
+
+async def test_other_turns_use_the_fallback_while_a_trial_waits_for_its_first_token(
+    clock: FakeClock,
+) -> None:
+    first, second = FakeProvider(), FakeProvider(model="backup-model")
+    primary = BreakerProvider(first, failure_threshold=1, reset_timeout=30, clock=clock)
+    provider = FallbackProvider([primary, second])
+    first.enqueue(ProviderUnavailable("500"))
+    assert await collect(provider) == "You said: hello"  # answered by the fallback
+    clock.advance(30)
+    hold = asyncio.Event()
+    first.hold = hold
+    first.enqueue(FakeReply(text="trial reply " * 20, chunk_size=6, chunk_delay=0.01))
+    trial = asyncio.create_task(collect(provider))
+    for _ in range(1000):
+        if len(first.requests) == 2:
+            break
+        await asyncio.sleep(0)
+    # The trial is waiting on the primary: other turns are answered by the fallback.
+    for _ in range(3):
+        assert await collect(provider) == "You said: hello"
+    assert len(second.requests) == 4
+    hold.set()
+    first.hold = None
+    for _ in range(5000):
+        if primary.breaker.state is BreakerState.CLOSED:
+            break
+        await asyncio.sleep(0.001)
+    assert not trial.done()  # closed at the first token, the reply still streaming
     assert await collect(provider) == "You said: hello"
+    assert len(first.requests) == 3  # the primary answers again
+    assert await trial == "trial reply " * 20
 
 
 async def test_half_open_trial_failure_reopens_for_another_cool_down(clock: FakeClock) -> None:

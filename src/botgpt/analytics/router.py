@@ -1,4 +1,4 @@
-"""Admin-only, read-only analytics routes."""
+"""Read-only analytics routes: for admins and analysts, and each bot for its owner."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
+from botgpt.analytics import bots as bot_stats
 from botgpt.analytics import service
+from botgpt.analytics.bots import BotAnalyticsPublic
 from botgpt.analytics.schemas import (
     ConversationAnalyticsPublic,
     DashboardPublic,
@@ -15,7 +17,7 @@ from botgpt.analytics.schemas import (
 )
 from botgpt.analytics.service import Period
 from botgpt.auth.service import Principal
-from botgpt.deps import CurrentPrincipal, SessionDep
+from botgpt.deps import ContainerDep, CurrentPrincipal, SessionDep
 from botgpt.exceptions import PermissionDenied
 from botgpt.openapi import errors_doc
 
@@ -75,3 +77,23 @@ async def conversation_analytics(
 ) -> ConversationAnalyticsPublic:
     """Conversations of the period: by mode, sizes, turns, failure share, top by tokens."""
     return await service.conversation_analytics(db, period, limit)
+
+
+@router.get("/bots/{bot_id}", responses=errors_doc(401, 403, 404, 422))
+async def bot_analytics(
+    bot_id: str,
+    principal: CurrentPrincipal,
+    db: SessionDep,
+    c: ContainerDep,
+    period: PeriodDep,
+) -> BotAnalyticsPublic:
+    """One bot's sessions, messages, tokens, cost, latency, FAQ and not-found rates, feedback.
+
+    For the bot's owner, and for admins and analysts.
+    """
+    assert c.bots is not None
+    if principal.is_admin or principal.role == "analyst":
+        found = await c.bots.find(db, bot_id)
+    else:
+        found = await c.bots.get(db, principal.user_id, bot_id)
+    return await bot_stats.bot_analytics(db, found.id, period)

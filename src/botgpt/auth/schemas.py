@@ -7,14 +7,16 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
+from botgpt.text import Text
+
 ConsentKind = Literal["terms", "privacy", "marketing"]
 Role = Literal["user", "admin", "analyst"]
 Username = Annotated[
-    str,
+    Text,
     StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{2,99}$"),
     Field(description="3..100 letters, digits, '_', '.', '-'; unique (case-insensitive)."),
 ]
-FullName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+FullName = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 
 class ConsentGrant(BaseModel):
@@ -23,7 +25,7 @@ class ConsentGrant(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: ConsentKind
-    version: str = Field(min_length=1, max_length=50, description='e.g. "2024-01" or "v3".')
+    version: Text = Field(min_length=1, max_length=50, description='e.g. "2024-01" or "v3".')
 
 
 class ConsentPublic(ConsentGrant):
@@ -40,8 +42,8 @@ class UserCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     email: EmailStr
-    password: str = Field(min_length=8, max_length=256)
-    display_name: str | None = Field(default=None, max_length=200)
+    password: Text = Field(min_length=8, max_length=256)
+    display_name: Text | None = Field(default=None, max_length=200)
     username: Username | None = None
     full_name: FullName | None = None
     consents: list[ConsentGrant] = Field(
@@ -56,7 +58,7 @@ class UserUpdate(BaseModel):
 
     username: Username | None = None
     full_name: FullName | None = None
-    display_name: str | None = Field(default=None, max_length=200)
+    display_name: Text | None = Field(default=None, max_length=200)
 
 
 class RoleUpdate(BaseModel):
@@ -71,19 +73,19 @@ class LoginRequest(BaseModel):
     """Email and password."""
 
     email: EmailStr
-    password: str = Field(min_length=1, max_length=256)
+    password: Text = Field(min_length=1, max_length=256)
 
 
 class RefreshRequest(BaseModel):
     """A refresh token to rotate."""
 
-    refresh_token: str = Field(min_length=1, max_length=200)
+    refresh_token: Text = Field(min_length=1, max_length=200)
 
 
 class LogoutRequest(BaseModel):
     """Optionally the refresh token of the session to end."""
 
-    refresh_token: str | None = Field(default=None, max_length=200)
+    refresh_token: Text | None = Field(default=None, max_length=200)
 
 
 class TokenPublic(BaseModel):
@@ -118,7 +120,7 @@ class UserPublic(BaseModel):
 class ApiKeyCreate(BaseModel):
     """A new API key's name, and whether it may act for other users (admins only)."""
 
-    name: str = Field(min_length=1, max_length=100)
+    name: Text = Field(min_length=1, max_length=100)
     service: bool = False
 
 

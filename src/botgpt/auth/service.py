@@ -234,6 +234,7 @@ class AuthService:
             self._sessions.drop(ident)
         elif kind == "user":
             self._keys.drop_user(ident)
+            self._sessions.drop_user(ident)
 
     # -- credentials -> principal --------------------------------------------------------------
     async def authenticate(self, db: AsyncSession, credential: str) -> Principal:
@@ -241,8 +242,16 @@ class AuthService:
         if credential.startswith(API_KEY_PREFIX):
             return await self._authenticate_key(db, credential)
         claims = self.codec.verify_access(credential)
-        alive = self._sessions.get(claims.session_id)
-        if alive is None:
+        # The session's principal is cached like its liveness (same short TTL, dropped at
+        # logout and erasure): a streaming client opening reply after reply must not pay
+        # database round trips before each reply starts.
+        cached = self._sessions.get(claims.session_id)
+        if isinstance(cached, Principal):
+            if cached.user_id == claims.user_id:
+                return cached
+            cached = None
+        alive = cached is not False
+        if cached is None:
             found = (
                 await db.execute(
                     select(RefreshToken.id)
@@ -254,13 +263,16 @@ class AuthService:
                 )
             ).first()
             alive = found is not None
-            self._sessions.put(claims.session_id, alive)
+            if not alive:
+                self._sessions.put(claims.session_id, False)
         if not alive:
             raise AuthenticationFailed("The session has ended; please log in again.")
         user = await db.get(User, claims.user_id)
         if user is None or not user.is_active:
             raise AuthenticationFailed("The account is disabled.")
-        return Principal(user.id, user.is_admin, False, "jwt", claims.session_id, user.role)
+        principal = Principal(user.id, user.is_admin, False, "jwt", claims.session_id, user.role)
+        self._sessions.put(claims.session_id, principal)
+        return principal
 
     async def _authenticate_key(self, db: AsyncSession, key: str) -> Principal:
         key_hash = digest(key)

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
+from botgpt.conversations.records import Turn, TurnRequest
 from botgpt.conversations.router import (
     SSE_DOC,
     TURN_ERRORS,
@@ -15,7 +16,6 @@ from botgpt.conversations.router import (
     respond,
 )
 from botgpt.conversations.schemas import ChatSend, ChatSendPublic
-from botgpt.conversations.turn import Turn
 from botgpt.deps import ContainerDep, CurrentPrincipal, SessionDep
 
 router = APIRouter(prefix="/api/v1/chat", tags=["conversations"])
@@ -36,12 +36,15 @@ async def send(
     chat = chat_service(c)
 
     async def prepare() -> Turn:
-        if body.conversation_id is None:
-            return await chat.start_conversation(
-                owner, body.content, body.mode, None, body.document_ids or (), body.language
+        return await chat.prepare(
+            TurnRequest(
+                owner,
+                body.content,
+                conversation_id=body.conversation_id,
+                mode=body.mode,
+                document_ids=body.document_ids,
+                language=body.language,
             )
-        return await chat.send_message(
-            owner, body.conversation_id, body.content, body.document_ids, body.language
         )
 
     return await respond(

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from redis.exceptions import RedisError
 
-from botgpt.conversations.turn import TurnEvent
+from botgpt.conversations.records import TurnEvent
 from botgpt.redis_channel import LazyRedis, RedisChannel
 
 log = logging.getLogger("botgpt.streams")

@@ -229,15 +229,21 @@ class Grounder:
         document_ids: Sequence[str],
         question: str,
         history: Sequence[HistoryMessage],
+        *,
+        top_k: int | None = None,
+        min_score: float | None = None,
     ) -> Grounding:
-        """Search the documents for the question made self-contained."""
+        """Search the documents for the question made self-contained.
+
+        `top_k` and `min_score` (the relevance floor) come from the turn's profile; None
+        takes the defaults.
+        """
+        k = top_k or self.top_k
         query = search_query(question, history)
-        hits = await self.scope.search(owner_id, document_ids, query, self.top_k)
+        hits = await self.scope.search(owner_id, document_ids, query, k, min_score=min_score)
         if not hits and _WHOLE_DOCUMENT.search(question):
             # "Summarize the document" matches no passage in particular; give the model the
             # best-ranked passages regardless of the relevance floor.
-            hits = await self.scope.search(
-                owner_id, document_ids, query, self.top_k, min_score=-1.0
-            )
+            hits = await self.scope.search(owner_id, document_ids, query, k, min_score=-1.0)
         names = await self.scope.filenames(owner_id, {h.document_id for h in hits})
         return Grounding(query, number_sources(hits, names))

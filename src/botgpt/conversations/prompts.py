@@ -4,8 +4,10 @@ from __future__ import annotations
 
 
 def make_title(text: str, max_chars: int) -> str:
-    """A title from the first words of a message."""
-    line = " ".join(text.split())
+    """A title from the first words of a message: one line, no markup, capitalised."""
+    line = " ".join(text.split()).strip("\"'`*#>-_ ")
+    if line:
+        line = line[0].upper() + line[1:]
     if len(line) <= max_chars:
         return line or "New conversation"
     cut = line[:max_chars].rsplit(" ", 1)[0] or line[:max_chars]

@@ -10,6 +10,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from botgpt.conversations import service
+from botgpt.conversations.records import Turn, TurnRequest
 from botgpt.conversations.schemas import (
     ConversationCreate,
     ConversationList,
@@ -22,11 +23,12 @@ from botgpt.conversations.schemas import (
 )
 from botgpt.conversations.sse import live_response
 from botgpt.conversations.streams import StreamHub
-from botgpt.conversations.turn import ChatService, Turn
-from botgpt.deps import ActAs, ContainerDep, CurrentPrincipal, SessionDep
+from botgpt.conversations.turn import ChatService
+from botgpt.conversations.views import turn_public
+from botgpt.deps import ActAs, ContainerDep, CurrentPrincipal, SessionDep, release
 from botgpt.exceptions import InvalidInput
 from botgpt.idempotency import request_fingerprint, run_once
-from botgpt.openapi import errors_doc
+from botgpt.openapi import SSE_EVENT_SCHEMA, errors_doc
 from botgpt.pagination import PageDep
 
 router = APIRouter(prefix="/api/v1/conversations", tags=["conversations"])
@@ -39,24 +41,30 @@ IdempotencyKey = Annotated[
 ]
 StreamFlag = Annotated[bool, Query(description="Answer as Server-Sent Events.")]
 TURN_ERRORS = errors_doc(401, 403, 404, 409, 422, 429, 502, 503, 504)
-SSE_DOC: dict[int | str, dict[str, Any]] = {
-    200: {
-        "description": "With stream=true: text/event-stream of start, delta, usage, done | error",
-        "content": {"text/event-stream": {}},
+
+
+def sse_doc(status_code: int = 200) -> dict[int | str, dict[str, Any]]:
+    """The SSE response of a route answering `status_code` (FastAPI adds its JSON schema)."""
+    return {
+        status_code: {
+            "description": "The turn as JSON; with stream=true a text/event-stream of start, "
+            "delta, usage, done | error",
+            "content": {"text/event-stream": {"schema": SSE_EVENT_SCHEMA}},
+        }
     }
-}
+
+
+SSE_DOC = sse_doc(200)
 
 
 def chat_service(c: ContainerDep) -> ChatService:
     """The app's chat service."""
-    chat: ChatService = c.services["chat"]
-    return chat
+    return c.chat
 
 
 def stream_hub(c: ContainerDep) -> StreamHub:
     """The app's registry of live turns."""
-    hub: StreamHub = c.services["streams"]
-    return hub
+    return c.streams
 
 
 async def respond(
@@ -75,6 +83,7 @@ async def respond(
 
     `present` shapes the JSON result (before it is stored for idempotent replays).
     """
+    await release(db)  # the turn uses its own short transactions: hold nothing meanwhile
     if stream:
         if idempotency_key is not None:
             raise InvalidInput(
@@ -90,7 +99,7 @@ async def respond(
         fingerprint = request_fingerprint(request.method, request.url.path, payload)
 
     async def action() -> BaseModel:
-        turn = await chat_service(c).complete(await prepare())
+        turn = turn_public(await chat_service(c).complete(await prepare()))
         return present(turn) if present is not None else turn
 
     return await run_once(db, owner, idempotency_key, fingerprint, status_code, action)
@@ -99,7 +108,7 @@ async def respond(
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    responses={**TURN_ERRORS, **SSE_DOC},
+    responses={**TURN_ERRORS, **sse_doc(201)},
     response_model=TurnPublic,
 )
 async def create_conversation(
@@ -122,8 +131,15 @@ async def create_conversation(
         stream or body.stream,
         idempotency_key,
         201,
-        lambda: chat_service(c).start_conversation(
-            owner, body.first_message, body.mode, body.title, body.document_ids, body.language
+        lambda: chat_service(c).prepare(
+            TurnRequest(
+                owner,
+                body.first_message,
+                mode=body.mode,
+                title=body.title,
+                document_ids=body.document_ids,
+                language=body.language,
+            )
         ),
     )
 
@@ -226,8 +242,14 @@ async def _send(
         stream or body.stream,
         idempotency_key,
         status_code,
-        lambda: chat_service(c).send_message(
-            owner, conversation_id, body.content, body.document_ids, body.language
+        lambda: chat_service(c).prepare(
+            TurnRequest(
+                owner,
+                body.content,
+                conversation_id=conversation_id,
+                document_ids=body.document_ids,
+                language=body.language,
+            )
         ),
     )
 
@@ -235,7 +257,7 @@ async def _send(
 @router.post(
     "/{conversation_id}/messages",
     status_code=status.HTTP_201_CREATED,
-    responses={**TURN_ERRORS, **SSE_DOC},
+    responses={**TURN_ERRORS, **sse_doc(201)},
     response_model=TurnPublic,
 )
 async def send_message(

@@ -14,6 +14,8 @@ from pydantic import (
     model_validator,
 )
 
+from botgpt.text import Text
+
 MODE_ALIASES = {
     "open": "open",
     "open_chat": "open",
@@ -42,7 +44,7 @@ def _not_blank(value: str) -> str:
 
 
 # A user's message: 1..100,000 characters, not only whitespace.
-UserText = Annotated[str, Field(min_length=1, max_length=100_000), AfterValidator(_not_blank)]
+UserText = Annotated[Text, Field(min_length=1, max_length=100_000), AfterValidator(_not_blank)]
 
 
 def _normalise_mode(value: Any) -> Any:
@@ -61,11 +63,11 @@ class ConversationCreate(BaseModel):
         validation_alias=AliasChoices("first_message", "message", "content")
     )
     mode: Literal["open", "grounded"] = "open"
-    title: str | None = Field(default=None, min_length=1, max_length=200)
-    user_id: str | None = Field(
+    title: Text | None = Field(default=None, min_length=1, max_length=200)
+    user_id: Text | None = Field(
         default=None, max_length=200, description="Service keys only: the user to act for."
     )
-    document_ids: list[str] = Field(default_factory=list, max_length=100)
+    document_ids: list[Text] = Field(default_factory=list, max_length=100)
     stream: bool = Field(default=False, description="Answer as Server-Sent Events.")
     language: Language = None
 
@@ -76,7 +78,7 @@ class MessageCreate(BaseModel):
     """A new user message (`content` or `message`)."""
 
     content: UserText = Field(validation_alias=AliasChoices("content", "message"))
-    document_ids: list[str] | None = Field(default=None, max_length=100)
+    document_ids: list[Text] | None = Field(default=None, max_length=100)
     stream: bool = Field(default=False, description="Answer as Server-Sent Events.")
     language: Language = None
 
@@ -84,10 +86,10 @@ class MessageCreate(BaseModel):
 class ConversationUpdate(BaseModel):
     """Fields a client may change on a conversation."""
 
-    title: str | None = Field(default=None, min_length=1, max_length=200)
+    title: Text | None = Field(default=None, min_length=1, max_length=200)
     archived: bool | None = None
     mode: Literal["open", "grounded"] | None = None
-    document_ids: list[str] | None = Field(default=None, max_length=100)
+    document_ids: list[Text] | None = Field(default=None, max_length=100)
 
     _mode = field_validator("mode", mode="before")(_normalise_mode)
 
@@ -133,6 +135,11 @@ class MessagePublic(BaseModel):
     error: MessageError | None = None
     citations: list[dict[str, Any]] | None = None
     context_manifest: dict[str, Any] | None = None
+    source: str | None = Field(
+        default=None, description="model | faq (answered from an FAQ) | not_found (documents)"
+    )
+    faq_id: str | None = None
+    bot_version: int | None = Field(default=None, description="The bot version that wrote it.")
 
 
 class ConversationSummary(BaseModel):
@@ -191,10 +198,10 @@ class ChatSend(BaseModel):
     """A message for POST /api/v1/chat/send: a new conversation, or `conversation_id`'s."""
 
     content: UserText = Field(validation_alias=AliasChoices("content", "message"))
-    conversation_id: str | None = Field(default=None, max_length=64)
+    conversation_id: Text | None = Field(default=None, max_length=64)
     mode: Literal["open", "grounded"] = "open"
-    document_ids: list[str] | None = Field(default=None, max_length=100)
-    user_id: str | None = Field(
+    document_ids: list[Text] | None = Field(default=None, max_length=100)
+    user_id: Text | None = Field(
         default=None, max_length=200, description="Service keys only: the user to act for."
     )
     language: Language = None

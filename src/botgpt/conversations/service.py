@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from botgpt.conversations.links import attach_documents, conversation_documents
 from botgpt.conversations.models import Conversation, Message
 from botgpt.conversations.schemas import (
     ConversationList,
@@ -15,8 +16,7 @@ from botgpt.conversations.schemas import (
     UsageTotals,
 )
 from botgpt.conversations.views import conversation_summary, message_public
-from botgpt.documents.models import Document, conversation_documents
-from botgpt.documents.scope import attach_documents
+from botgpt.documents.models import Document
 from botgpt.exceptions import InvalidInput, NotFound
 from botgpt.ids import utcnow
 from botgpt.pagination import Page

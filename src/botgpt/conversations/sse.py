@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Iterable
 import orjson
 from fastapi.responses import StreamingResponse
 
+from botgpt.conversations.records import TurnEvent
 from botgpt.conversations.streams import LiveTurn, StreamHub
-from botgpt.conversations.turn import TurnEvent
 
 SSE_HEADERS = {
     "Cache-Control": "no-cache, no-transform",

@@ -6,10 +6,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, func, insert, select, update
 
+from botgpt.conversations.links import attach_documents, attached_document_ids
 from botgpt.conversations.models import Conversation, Message
-from botgpt.documents.scope import attach_documents, attached_document_ids
+from botgpt.conversations.records import MessageRecord
 from botgpt.ids import new_id
 
 conversations = cast(Table, Conversation.__table__)
@@ -36,16 +37,26 @@ _BUMP = (
     .returning(c.next_seq, c.title, c.mode, c.summary, c.summary_message_id)
 )
 
+# A safety bound on the history read for one turn. What the running summary does not cover
+# yet is read (the context builder then folds what it drops into the summary), so this is
+# only reached if summaries kept failing for hundreds of turns.
+HISTORY_SCAN_CAP = 1000
+_covered = messages.alias("covered")
 _HISTORY = (
     select(m.id, m.role, m.content)
     .where(
         m.conversation_id == bindparam("cid"),
         m.seq < bindparam("before"),
+        m.seq
+        > func.coalesce(
+            select(_covered.c.seq).where(_covered.c.id == bindparam("covered")).scalar_subquery(),
+            0,
+        ),
         m.status == "complete",
         m.superseded.is_(False),
     )
     .order_by(m.seq.desc())
-    .limit(bindparam("limit"))
+    .limit(HISTORY_SCAN_CAP)
 )
 
 _FINISH_MESSAGE = (
@@ -65,6 +76,8 @@ _FINISH_MESSAGE = (
         context_manifest=bindparam("context_manifest", type_=m.context_manifest.type),
         citations=bindparam("citations", type_=m.citations.type),
         completed_at=bindparam("completed_at"),
+        source=bindparam("source"),
+        faq_id=bindparam("faq_id"),
     )
 )
 
@@ -78,12 +91,6 @@ _ADD_TOTALS = (
         last_message_preview=bindparam("preview"),
         updated_at=bindparam("now"),
     )
-)
-
-_PARTIAL = (
-    update(messages)
-    .where(m.id == bindparam("mid"), m.status.in_(("pending", "streaming")))
-    .values(content=bindparam("content"), status="streaming")
 )
 
 _SAVE_SUMMARY = (
@@ -115,7 +122,7 @@ class Appended:
     document_ids: list[str] = field(default_factory=list)
 
 
-AppendResult = tuple[Appended, list[dict[str, Any]]] | None
+AppendResult = tuple[Appended, list[MessageRecord]] | None
 
 
 class ScopeUnchecked(Exception):
@@ -128,31 +135,37 @@ class ScopeUnchecked(Exception):
 
 def message_row(
     conv_id: str, seq: int, role: str, content: str, status: str, now: datetime
-) -> dict[str, Any]:
-    """Column values of a new message (every key present, so rows batch in one INSERT)."""
-    return {
-        "id": new_id(),
-        "conversation_id": conv_id,
-        "seq": seq,
-        "role": role,
-        "content": content,
-        "status": status,
-        "reply_to_id": None,
-        "superseded": False,
-        "created_at": now,
-        "completed_at": now if status == "complete" else None,
-    }
+) -> MessageRecord:
+    """A new message's values (every column present, so rows batch in one INSERT)."""
+    return MessageRecord(
+        id=new_id(),
+        conversation_id=conv_id,
+        seq=seq,
+        role=role,
+        content=content,
+        status=status,
+        created_at=now,
+        completed_at=now if status == "complete" else None,
+    )
+
+
+def _history(conn: Connection, conv_id: str, before: int, covered: str | None) -> list[HistoryRow]:
+    """The complete messages before `before` that the running summary does not cover."""
+    rows = conn.execute(_HISTORY, {"cid": conv_id, "before": before, "covered": covered})
+    history = [HistoryRow(r[0], r[1], r[2]) for r in rows]
+    history.reverse()
+    return history
 
 
 def insert_conversation(
     conn: Connection,
     values: dict[str, Any],
-    rows: list[dict[str, Any]],
+    rows: list[MessageRecord],
     document_ids: list[str],
 ) -> None:
     """Create a conversation with its first messages and its documents."""
     conn.execute(_INSERT_CONVERSATION, values)
-    conn.execute(_INSERT_MESSAGES, rows)
+    conn.execute(_INSERT_MESSAGES, [r.values() for r in rows])
     if document_ids:
         attach_documents(conn, values["id"], document_ids)
 
@@ -163,7 +176,6 @@ def append_user_message(
     owner_id: str,
     text: str,
     now: datetime,
-    history_limit: int,
     make_rows: Any,
     new_scope: list[str] | None = None,
     scope_checked: bool = False,
@@ -188,15 +200,9 @@ def append_user_message(
     if mode == "grounded" and not scope_checked:
         raise ScopeUnchecked(document_ids)
     user_seq = next_seq - 2
-    history = [
-        HistoryRow(r[0], r[1], r[2])
-        for r in conn.execute(
-            _HISTORY, {"cid": conv_id, "before": user_seq, "limit": history_limit}
-        )
-    ]
-    history.reverse()
-    new_rows: list[dict[str, Any]] = make_rows(user_seq)
-    conn.execute(_INSERT_MESSAGES, new_rows)
+    history = _history(conn, conv_id, user_seq, summary_mid)
+    new_rows: list[MessageRecord] = make_rows(user_seq)
+    conn.execute(_INSERT_MESSAGES, [r.values() for r in new_rows])
     appended = Appended(user_seq, title, mode, summary, summary_mid, history, document_ids)
     return appended, new_rows
 
@@ -206,11 +212,6 @@ def finish_message(conn: Connection, values: dict[str, Any], totals: dict[str, A
     conn.execute(_FINISH_MESSAGE, values)
     if totals is not None:
         conn.execute(_ADD_TOTALS, totals)
-
-
-def save_partial(conn: Connection, message_id: str, content: str) -> None:
-    """Persist the text generated so far of a message still streaming."""
-    conn.execute(_PARTIAL, {"mid": message_id, "content": content})
 
 
 def save_summary(conn: Connection, conv_id: str, summary: str, upto_message_id: str) -> None:
@@ -235,8 +236,13 @@ class RegenerateRefused(Exception):
 
 
 def regenerate(
-    conn: Connection, conv_id: str, owner_id: str, message_id: str, now: datetime, limit: int
-) -> tuple[Appended, dict[str, Any], dict[str, Any]] | None:
+    conn: Connection,
+    conv_id: str,
+    owner_id: str,
+    message_id: str,
+    now: datetime,
+    prepare_row: Any = None,
+) -> tuple[Appended, MessageRecord, MessageRecord] | None:
     """Supersede the latest assistant reply and add a new pending one to the same question.
 
     Returns None when the conversation is not the owner's; raises `RegenerateRefused`.
@@ -265,14 +271,12 @@ def regenerate(
         raise RegenerateRefused("not_latest")
     conn.execute(update(messages).where(m.id == message_id).values(superseded=True))
     row = message_row(conv_id, next_seq - 1, "assistant", "", "pending", now)
-    row["reply_to_id"] = question.id
-    conn.execute(_INSERT_MESSAGES, [row])
-    history = [
-        HistoryRow(r[0], r[1], r[2])
-        for r in conn.execute(_HISTORY, {"cid": conv_id, "before": question.seq, "limit": limit})
-    ]
-    history.reverse()
-    user = dict(question._mapping)
+    row.reply_to_id = question.id
+    if prepare_row is not None:
+        prepare_row(row)
+    conn.execute(_INSERT_MESSAGES, [row.values()])
+    history = _history(conn, conv_id, question.seq, summary_mid)
+    user = MessageRecord.from_row(question)
     document_ids = attached_document_ids(conn, conv_id) if mode == "grounded" else []
     appended = Appended(question.seq, title, mode, summary, summary_mid, history, document_ids)
     return appended, user, row

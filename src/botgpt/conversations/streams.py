@@ -19,7 +19,8 @@ from sqlalchemy import Connection
 
 from botgpt.conversations import store
 from botgpt.conversations.fanout import TurnFanout
-from botgpt.conversations.turn import ChatService, Turn, TurnEvent
+from botgpt.conversations.records import Turn, TurnEvent
+from botgpt.conversations.turn import ChatService
 from botgpt.ids import utcnow
 
 ACTIVE = ("pending", "streaming")
@@ -60,7 +61,10 @@ class StreamHub:
     def start(self, turn: Turn) -> LiveTurn:
         """Begin generating `turn` in the background."""
         live = LiveTurn(turn)
-        self._live[turn.assistant["id"]] = live
+        self._live[turn.assistant.id] = live
+        # Announced here, not when the task first runs: under load the task waits a few busy
+        # loop iterations, and a client's first event would wait with it.
+        self._emit(live, TurnEvent("start", turn.ids()))
         live.task = asyncio.get_running_loop().create_task(self._run(live))
         return live
 
@@ -76,6 +80,8 @@ class StreamHub:
     async def _run(self, live: LiveTurn) -> None:
         try:
             async for event in self.chat.events(live.turn):
+                if event.event == "start":
+                    continue  # announced by `start`
                 self._emit(live, event)
                 if live.subscribers:
                     # Let subscribers send it now: a provider that delivers several chunks
@@ -83,17 +89,17 @@ class StreamHub:
                     # generator next waits for I/O (measured: +0.5 ms to the first token).
                     await asyncio.sleep(0)
         except asyncio.CancelledError:
-            self._emit(live, TurnEvent("cancelled", {"message_id": live.turn.assistant["id"]}))
+            self._emit(live, TurnEvent("cancelled", {"message_id": live.turn.assistant.id}))
         finally:
             live.finished = True
             self._emit(live, TurnEvent("end", {}))
-            self._live.pop(live.turn.assistant["id"], None)
+            self._live.pop(live.turn.assistant.id, None)
 
     def _emit(self, live: LiveTurn, event: TurnEvent) -> None:
         live.publish(event)
         if self.fanout is not None:
             data = orjson.dumps(event.client_data())
-            self.fanout.publish(live.turn.assistant["id"], len(live.events), event, data)
+            self.fanout.publish(live.turn.assistant.id, len(live.events), event, data)
 
     async def remote_events(
         self, message_id: str, after: int, heartbeat: float
@@ -119,7 +125,7 @@ class StreamHub:
             self.cancel(message_id)
             if live.task is not None:
                 await live.task
-            return str(live.turn.assistant["status"])
+            return str(live.turn.assistant.status)
         runner = self.chat.runner
 
         def load(conn: Connection) -> Any:
@@ -180,7 +186,7 @@ class StreamHub:
                 self._schedule_cancel(live)
 
     def _schedule_cancel(self, live: LiveTurn) -> None:
-        mid = live.turn.assistant["id"]
+        mid = live.turn.assistant.id
         if self.grace <= 0:
             self.cancel(mid)
             return
@@ -190,7 +196,7 @@ class StreamHub:
 
     def _cancel_if_idle(self, live: LiveTurn) -> None:
         if live.subscribers == 0 and not live.finished:
-            self.cancel(live.turn.assistant["id"])
+            self.cancel(live.turn.assistant.id)
 
     async def close(self) -> None:
         """Cancel every live turn (shutdown) and wait for their messages to be stored."""

@@ -9,6 +9,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from botgpt.conversations import store
+from botgpt.conversations.records import TurnEvent, TurnRequest
 from botgpt.conversations.router import (
     SSE_DOC,
     TURN_ERRORS,
@@ -16,6 +17,7 @@ from botgpt.conversations.router import (
     StreamFlag,
     chat_service,
     respond,
+    sse_doc,
     stream_hub,
 )
 from botgpt.conversations.schemas import CancelPublic, TurnPublic
@@ -25,7 +27,6 @@ from botgpt.conversations.sse import (
     remote_response,
     replay_response,
 )
-from botgpt.conversations.turn import TurnEvent
 from botgpt.conversations.views import message_public
 from botgpt.deps import ActAs, ContainerDep, CurrentPrincipal, SessionDep
 from botgpt.exceptions import NotFound
@@ -37,7 +38,7 @@ router = APIRouter(prefix="/api/v1/conversations", tags=["conversations"])
 @router.post(
     "/{conversation_id}/messages/{message_id}/regenerate",
     status_code=status.HTTP_201_CREATED,
-    responses={**TURN_ERRORS, **SSE_DOC},
+    responses={**TURN_ERRORS, **sse_doc(201)},
     response_model=TurnPublic,
 )
 async def regenerate(
@@ -62,7 +63,9 @@ async def regenerate(
         stream,
         idempotency_key,
         201,
-        lambda: chat_service(c).regenerate(owner, conversation_id, message_id),
+        lambda: chat_service(c).prepare(
+            TurnRequest(owner, conversation_id=conversation_id, regenerate=message_id)
+        ),
     )
 
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 from botgpt.conversations.models import Conversation
+from botgpt.conversations.records import TurnResult
 from botgpt.conversations.schemas import (
     ConversationSummary,
     MessageError,
     MessagePublic,
+    TurnPublic,
     UsagePublic,
 )
 
@@ -41,6 +42,9 @@ def message_public(m: Any, *, with_manifest: bool = True) -> MessagePublic:
         error=error,
         citations=m.citations,
         context_manifest=m.context_manifest if with_manifest else None,
+        source=getattr(m, "source", None),
+        faq_id=getattr(m, "faq_id", None),
+        bot_version=getattr(m, "bot_version", None),
     )
 
 
@@ -58,23 +62,14 @@ def conversation_summary(c: Conversation) -> ConversationSummary:
     )
 
 
-_MESSAGE_DEFAULTS: dict[str, Any] = {
-    "reply_to_id": None,
-    "superseded": False,
-    "completed_at": None,
-    "model": None,
-    "provider": None,
-    "prompt_tokens": None,
-    "completion_tokens": None,
-    "latency_ms": None,
-    "cost_usd": None,
-    "error_code": None,
-    "error_message": None,
-    "citations": None,
-    "context_manifest": None,
-}
-
-
-def message_from_values(values: dict[str, Any]) -> MessagePublic:
-    """A message known only as the column values just written."""
-    return message_public(SimpleNamespace(**{**_MESSAGE_DEFAULTS, **values}))
+def turn_public(result: TurnResult) -> TurnPublic:
+    """The API shape of a turn."""
+    assistant = message_public(result.assistant)
+    return TurnPublic(
+        conversation_id=result.conversation_id,
+        title=result.title,
+        mode=result.mode,
+        user_message=message_public(result.user),
+        assistant_message=assistant,
+        assistant_response=assistant.content,
+    )

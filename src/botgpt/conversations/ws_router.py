@@ -11,10 +11,11 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from botgpt.auth.service import Principal
+from botgpt.container import Container
+from botgpt.conversations.records import TurnRequest
 from botgpt.conversations.schemas import Language, _normalise_mode
 from botgpt.conversations.streams import StreamHub
 from botgpt.conversations.turn import ChatService
-from botgpt.deps import Container
 from botgpt.errors import llm_error_payload
 from botgpt.exceptions import AuthenticationFailed, DomainError
 from botgpt.llm.errors import LLMError
@@ -68,8 +69,8 @@ async def chat_ws(ws: WebSocket) -> None:
         await ws.close(code=4401, reason=e.message)
         return
     await ws.accept()
-    chat: ChatService = c.services["chat"]
-    hub: StreamHub = c.services["streams"]
+    chat: ChatService = c.chat
+    hub: StreamHub = c.streams
     streams: set[asyncio.Task[None]] = set()
     send_lock = asyncio.Lock()
 
@@ -108,14 +109,15 @@ async def chat_ws(ws: WebSocket) -> None:
                 content = frame.content or ""
                 async with c.sessions() as db:
                     owner = await c.auth.acting_user(db, principal, frame.user_id)
-                if frame.conversation_id is None:
-                    turn = await chat.start_conversation(
-                        owner, content, frame.mode, None, (), frame.language
+                turn = await chat.prepare(
+                    TurnRequest(
+                        owner,
+                        content,
+                        conversation_id=frame.conversation_id,
+                        mode=frame.mode,
+                        language=frame.language,
                     )
-                else:
-                    turn = await chat.send_message(
-                        owner, frame.conversation_id, content, None, frame.language
-                    )
+                )
             except ValidationError:
                 await send(
                     {"type": "error", "data": {"code": "validation_error", "message": "Bad frame."}}
@@ -128,7 +130,7 @@ async def chat_ws(ws: WebSocket) -> None:
                 await send({"type": "error", "data": llm_error_payload(e)})
                 continue
             hub.start(turn)
-            task = asyncio.create_task(pump(turn.assistant["id"]))
+            task = asyncio.create_task(pump(turn.assistant.id))
             streams.add(task)
             task.add_done_callback(streams.discard)
     except WebSocketDisconnect:

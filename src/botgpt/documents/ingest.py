@@ -26,6 +26,8 @@ from botgpt.documents.chunking import (
     embedding_text,
 )
 from botgpt.documents.embedding import LazyEmbedder, index_dimension
+from botgpt.documents.errors import ParseError
+from botgpt.documents.limits import ParseLimits
 from botgpt.documents.models import (
     CHUNKING,
     EMBEDDING,
@@ -36,7 +38,8 @@ from botgpt.documents.models import (
     READY,
     Document,
 )
-from botgpt.documents.parsing import ParsedDocument, ParseError, parse_document
+from botgpt.documents.parsing import ParsedDocument
+from botgpt.documents.sandbox import ParseBudget, ParseCancelled, parse_bounded
 from botgpt.documents.storage import BlobNotFound, BlobStore
 from botgpt.events import EventSink, no_events
 from botgpt.ids import new_id, utcnow
@@ -94,6 +97,7 @@ class Ingestor:
         self.on_event: EventSink = no_events  # webhooks subscribe here
         self._pending: set[str] = set()  # enqueued by this process, not started yet
         self._running: set[str] = set()
+        self._cancelled: set[str] = set()  # deleted while running here: stop at once
         self._index_dimension: int | None = None
         queue.register(INGEST_JOB, self._handle)
         queue.on_start(self.resume_interrupted)
@@ -110,6 +114,24 @@ class Ingestor:
         except BaseException:
             self._pending.discard(document_id)
             raise
+
+    def cancel(self, document_id: str) -> None:
+        """Stop this process's run of a deleted document (other processes notice by polling)."""
+        if document_id in self._running:
+            self._cancelled.add(document_id)
+
+    def budget(self) -> ParseBudget:
+        """What parsing one document may cost, from the settings."""
+        s = self.settings
+        limits = ParseLimits(
+            max_pages=s.parse_max_pages,
+            max_paragraphs=s.parse_max_paragraphs,
+            max_chars=s.parse_max_chars,
+            max_unpacked_bytes=int(s.parse_max_unpacked_mb * 1024 * 1024),
+            max_compression_ratio=s.parse_max_compression_ratio,
+            max_html_depth=s.parse_max_html_depth,
+        )
+        return ParseBudget(limits, s.parse_timeout_seconds, s.parse_max_memory_mb)
 
     def busy(self, document_id: str) -> bool:
         """Whether this process has the document queued or running."""
@@ -131,6 +153,7 @@ class Ingestor:
             return await self._run(document_id, on_progress)
         finally:
             self._running.discard(document_id)
+            self._cancelled.discard(document_id)
 
     async def _run(self, document_id: str, on_progress: ProgressCallback | None) -> str:
         doc = await self._claim(document_id)
@@ -255,8 +278,25 @@ class Ingestor:
                 "file_missing",
                 "The uploaded file is no longer in storage. Upload the file again.",
             ) from exc
-        # Parsing is CPU work (pypdf is pure Python): keep it off the event loop.
-        return await asyncio.to_thread(parse_document, data, doc["filename"])
+
+        async def gone() -> bool:
+            return doc["id"] in self._cancelled or not await self._still_ours(doc)
+
+        # Off the event loop, bounded in time and memory, and stopped if the document goes.
+        try:
+            return await parse_bounded(data, doc["filename"], self.budget(), gone)
+        except ParseCancelled as exc:
+            raise _Gone from exc
+
+    async def _still_ours(self, doc: dict[str, Any]) -> bool:
+        """Whether the document still exists and no newer run has claimed it."""
+        async with self.engine.connect() as conn:
+            found = await conn.execute(
+                select(_documents.c.id).where(
+                    _documents.c.id == doc["id"], _documents.c.attempts == doc["attempts"]
+                )
+            )
+            return found.first() is not None
 
     async def _chunk(self, parsed: ParsedDocument) -> list[Chunk]:
         count = await self.embedder.token_counter()
@@ -301,6 +341,8 @@ class Ingestor:
         batch_size = self.settings.embedding_batch_size
         total = len(chunks)
         for offset in range(0, total, batch_size):
+            if doc["id"] in self._cancelled:
+                raise _Gone
             batch = chunks[offset : offset + batch_size]
             vectors = await self.embedder.embed([embedding_text(c) for c in batch])
             records = [

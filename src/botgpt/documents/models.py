@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, Float, ForeignKey, Index, Integer, String, Table, UniqueConstraint
+from sqlalchemy import Float, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from botgpt.db import Base
@@ -55,22 +55,3 @@ class Document(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)  # ingestion runs started
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-
-conversation_documents = Table(
-    "conversation_documents",
-    Base.metadata,
-    Column(
-        "conversation_id",
-        String(36),
-        ForeignKey("conversations.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
-    Column(
-        "document_id",
-        String(36),
-        ForeignKey("documents.id", ondelete="CASCADE"),
-        primary_key=True,
-        index=True,
-    ),
-)

@@ -20,6 +20,25 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
 
+from botgpt.documents.errors import (
+    CorruptDocumentError,
+    EmptyDocumentError,
+    EncryptedDocumentError,
+    NoExtractableTextError,
+    ParseError,
+    UndecodableTextError,
+    UnsupportedTypeError,
+)
+from botgpt.documents.limits import (
+    LimitExceededError,
+    ParseLimits,
+    check_archive,
+    nesting_too_deep,
+    too_many_pages,
+    too_many_paragraphs,
+    too_much_text,
+)
+
 PDF = "pdf"
 DOCX = "docx"
 HTML = "html"
@@ -29,52 +48,6 @@ SUPPORTED_TYPES = (PDF, DOCX, HTML, MARKDOWN, TEXT)
 
 # Pages (and HTML/DOCX blocks) are joined by a blank line so they are paragraph boundaries.
 PAGE_SEPARATOR = "\n\n"
-
-
-class ParseError(Exception):
-    """Base class of parse failures; ``code`` is stable, the message tells the user what to do."""
-
-    code = "parse_error"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class UnsupportedTypeError(ParseError):
-    """The content is not one of the supported types (the web layer answers 415)."""
-
-    code = "unsupported_type"
-
-
-class EncryptedDocumentError(ParseError):
-    """The PDF is password protected."""
-
-    code = "encrypted_pdf"
-
-
-class CorruptDocumentError(ParseError):
-    """The file is truncated or damaged."""
-
-    code = "corrupt_file"
-
-
-class NoExtractableTextError(ParseError):
-    """The PDF holds only images (a scan): there is no text layer to read."""
-
-    code = "no_extractable_text"
-
-
-class UndecodableTextError(ParseError):
-    """A text file that is not valid UTF-8 (or UTF-16/32 with a byte-order mark)."""
-
-    code = "undecodable_text"
-
-
-class EmptyDocumentError(ParseError):
-    """The file parsed but contains no text at all."""
-
-    code = "empty_document"
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,8 +147,15 @@ def _looks_binary(head: bytes) -> bool:
 # --------------------------------------------------------------------------- entry point
 
 
-def parse_document(data: bytes, filename: str = "") -> ParsedDocument:
-    """Parse ``data`` into pages of text; raises a ``ParseError`` subclass on failure."""
+def parse_document(
+    data: bytes, filename: str = "", limits: ParseLimits | None = None
+) -> ParsedDocument:
+    """Parse ``data`` into pages of text; raises a ``ParseError`` subclass on failure.
+
+    ``limits`` bound what the document may expand to (pages, paragraphs, characters, archive
+    size and compression ratio, HTML depth); exceeding one raises ``LimitExceededError``.
+    """
+    limits = limits or ParseLimits()
     kind = detect_type(data, filename)
     if kind is None:
         raise UnsupportedTypeError(
@@ -183,13 +163,16 @@ def parse_document(data: bytes, filename: str = "") -> ParsedDocument:
             "plain-text file."
         )
     if kind == PDF:
-        doc = _parse_pdf(data)
+        doc = _parse_pdf(data, limits)
     elif kind == DOCX:
-        doc = _parse_docx(data)
+        check_archive(data, limits)  # before any XML is unpacked
+        doc = _parse_docx(data, limits)
     elif kind == HTML:
-        doc = _parse_html(_decode_text(data))
+        doc = _parse_html(_decode_text(data), limits)
     else:
         text = _normalise(_decode_text(data))
+        if len(text) > limits.max_chars:
+            raise too_much_text(limits.max_chars)
         headings = _markdown_headings(text) if kind == MARKDOWN else []
         doc = _single_page(text, kind, headings, headings[0].text if headings else None)
     if not doc.full_text.strip():
@@ -254,9 +237,9 @@ def _markdown_headings(text: str) -> list[Heading]:
 # --------------------------------------------------------------------------- PDF
 
 
-def _parse_pdf(data: bytes) -> ParsedDocument:
+def _parse_pdf(data: bytes, limits: ParseLimits) -> ParsedDocument:
     from pypdf import PdfReader
-    from pypdf.errors import DependencyError, FileNotDecryptedError
+    from pypdf.errors import DependencyError, FileNotDecryptedError, LimitReachedError
 
     # pypdf logs every recoverable oddity of real-world PDFs as a warning; keep logs readable.
     logging.getLogger("pypdf").setLevel(logging.ERROR)
@@ -277,14 +260,32 @@ def _parse_pdf(data: bytes) -> ParsedDocument:
                     "This PDF is password protected. Remove the password (print or save an "
                     "unprotected copy) and upload it again."
                 )
-        raw_pages = [page.extract_text() or "" for page in reader.pages]
+        count = len(reader.pages)
+        if count > limits.max_pages:
+            raise too_many_pages(count, limits.max_pages)
+        raw_pages: list[str] = []
+        chars = 0
+        for page in reader.pages:
+            raw_pages.append(page.extract_text() or "")
+            chars += len(raw_pages[-1])
+            if chars > limits.max_chars:
+                raise too_much_text(limits.max_chars)
     except ParseError:
         raise
+    except LimitReachedError as exc:
+        # pypdf's own bound on what one stream may inflate to: a PDF bomb.
+        raise LimitExceededError(
+            "compression_bomb",
+            "A stream of this PDF inflates to more than the server accepts: it looks like a "
+            "decompression bomb rather than a real document.",
+        ) from exc
     except FileNotDecryptedError as exc:
         raise EncryptedDocumentError(
             "This PDF is password protected. Remove the password and upload it again."
         ) from exc
     except Exception as exc:  # pypdf raises many unrelated types on malformed input
+        if _memory_failure(exc):
+            raise MemoryError from exc
         raise CorruptDocumentError(
             "The PDF is damaged or incomplete and could not be read. Re-export or re-download "
             "it and upload it again."
@@ -334,15 +335,22 @@ def _join_pages(texts: list[str], kind: str, title: str | None = None) -> Parsed
 class _BlockWriter:
     """Accumulates paragraphs separated by blank lines and records heading spans."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: ParseLimits) -> None:
+        self.limits = limits
         self.parts: list[str] = []
         self.length = 0
+        self.blocks = 0
         self.headings: list[Heading] = []
 
     def add(self, text: str, heading_level: int = 0) -> None:
         text = text.strip()
         if not text:
             return
+        self.blocks += 1
+        if self.blocks > self.limits.max_paragraphs:
+            raise too_many_paragraphs(self.limits.max_paragraphs)
+        if self.length + len(text) > self.limits.max_chars:
+            raise too_much_text(self.limits.max_chars)
         if self.parts:
             self.parts.append("\n\n")
             self.length += 2
@@ -370,22 +378,22 @@ _BLOCK_TAGS = frozenset((
 _CELL_TAGS = frozenset(("td", "th"))
 
 
-def _parse_html(markup: str) -> ParsedDocument:
+def _parse_html(markup: str, limits: ParseLimits) -> ParsedDocument:
     from selectolax.lexbor import LexborHTMLParser
 
     tree = LexborHTMLParser(markup)
     title_node = tree.css_first("title")
     title = _collapse(title_node.text()) if title_node is not None else None
     tree.strip_tags(list(_DROP_TAGS))
-    writer = _BlockWriter()
+    writer = _BlockWriter(limits)
     root = tree.body or tree.root
     if root is not None:
-        _walk_html(root, writer)
+        _walk_html(root, writer, limits.max_html_depth)
     return writer.document(HTML, title or None)
 
 
-def _walk_html(root: Any, writer: _BlockWriter) -> None:
-    """Depth-first walk without recursion (deeply nested HTML must not blow the stack)."""
+def _walk_html(root: Any, writer: _BlockWriter, max_depth: int) -> None:
+    """Depth-first walk without recursion, refusing nesting deeper than ``max_depth``."""
     buffer: list[str] = []
     pre_depth = 0
 
@@ -394,9 +402,11 @@ def _walk_html(root: Any, writer: _BlockWriter) -> None:
         buffer.clear()
         writer.add(text if pre_depth else _collapse(text), level)
 
-    stack: list[tuple[Any, bool]] = [(root, False)]
+    stack: list[tuple[Any, bool, int]] = [(root, False, 0)]
     while stack:
-        node, leaving = stack.pop()
+        node, leaving, depth = stack.pop()
+        if depth > max_depth:
+            raise nesting_too_deep(max_depth)
         tag = node.tag
         if leaving:
             level = int(tag[1]) if len(tag) == 2 and tag[0] == "h" and tag[1].isdigit() else 0
@@ -416,7 +426,7 @@ def _walk_html(root: Any, writer: _BlockWriter) -> None:
             buffer.append(" | " if buffer and "".join(buffer).strip() else "")
         if tag in _BLOCK_TAGS:
             flush()
-            stack.append((node, True))
+            stack.append((node, True, depth))
             if tag == "pre":
                 pre_depth += 1
         children = []
@@ -424,7 +434,7 @@ def _walk_html(root: Any, writer: _BlockWriter) -> None:
         while child is not None:
             children.append(child)
             child = child.next
-        stack.extend((c, False) for c in reversed(children))
+        stack.extend((c, False, depth + 1) for c in reversed(children))
     flush()
 
 
@@ -433,7 +443,7 @@ def _collapse(text: str) -> str:
     return "\n".join(line for line in lines if line)
 
 
-def _parse_docx(data: bytes) -> ParsedDocument:
+def _parse_docx(data: bytes, limits: ParseLimits) -> ParsedDocument:
     import docx
     from docx.opc.exceptions import PackageNotFoundError
     from docx.table import Table
@@ -447,17 +457,25 @@ def _parse_docx(data: bytes) -> ParsedDocument:
             "or LibreOffice, save it again as .docx, and upload it again."
         ) from exc
     except Exception as exc:  # lxml raises its own XMLSyntaxError for broken XML parts
+        if _memory_failure(exc):
+            raise MemoryError from exc
         raise CorruptDocumentError(
             "The Word document could not be read. Save it again as .docx and upload it again."
         ) from exc
-    writer = _BlockWriter()
+    writer = _BlockWriter(limits)
     body = document.element.body
+    if len(body) > limits.max_paragraphs:  # empty paragraphs count: they cost time too
+        raise too_many_paragraphs(limits.max_paragraphs)
+    # Style names by id, read once: python-docx's per-paragraph lookup scans every style.
+    style_names = {s.style_id: s.name or "" for s in document.styles}
     # Walk the body in document order so tables sit between the paragraphs around them.
     for element in body.iterchildren():
         tag = element.tag.rsplit("}", 1)[-1]
         if tag == "p":
             paragraph = Paragraph(element, document)
-            writer.add(paragraph.text, _docx_heading_level(paragraph))
+            text = paragraph.text
+            if text.strip():
+                writer.add(text, _docx_heading_level(style_names.get(element.style or "", "")))
         elif tag == "tbl":
             table = Table(element, document)
             for row in table.rows:
@@ -469,8 +487,13 @@ def _parse_docx(data: bytes) -> ParsedDocument:
     return writer.document(DOCX, title)
 
 
-def _docx_heading_level(paragraph: Any) -> int:
-    name = (paragraph.style.name if paragraph.style is not None else "") or ""
+def _memory_failure(exc: BaseException) -> bool:
+    # Under the parser process's memory cap lxml reports "Memory allocation failed" as a
+    # syntax error: it is the document's size, not damage, and is reported as such.
+    return isinstance(exc, MemoryError) or "Memory allocation failed" in str(exc)
+
+
+def _docx_heading_level(name: str) -> int:
     if name == "Title":
         return 1
     match = re.match(r"Heading (\d)", name)

@@ -121,15 +121,20 @@ def attachment(filename: str) -> str:
 
 
 def media_type(doc: Document) -> str:
-    """The content type to serve a document's file with."""
+    """The content type to serve a document's file with: always its detected type.
+
+    The declared type's parameters (e.g. a charset) are kept when it names that same type,
+    so what is served is one of the media types the OpenAPI document lists.
+    """
+    detected = _DETECTED_MEDIA_TYPES.get(doc.detected_type, "application/octet-stream")
     declared = (doc.content_type or "").strip()
-    if _MEDIA_TYPE.fullmatch(declared):
+    if _MEDIA_TYPE.fullmatch(declared) and declared.split(";", 1)[0].strip().lower() == detected:
         return declared
-    return _DETECTED_MEDIA_TYPES.get(doc.detected_type, "application/octet-stream")
+    return detected
 
 
 def _documents(c: ContainerDep) -> DocumentService:
-    service: DocumentService = c.services["documents"]
+    service: DocumentService = c.docs.documents
     return service
 
 
@@ -239,7 +244,7 @@ async def get_document(
     responses={
         200: {
             "description": "The original file, as uploaded",
-            "content": {"application/octet-stream": {"schema": _BINARY}},
+            "content": {t: {"schema": _BINARY} for t in _DETECTED_MEDIA_TYPES.values()},
         },
         **errors_doc(401, 403, 404, 422),
     },

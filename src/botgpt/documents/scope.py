@@ -4,8 +4,8 @@ The chat turn calls ``check_ready`` when a grounded conversation is created (or 
 change) and ``search`` on every turn. Search is always filtered by the owner and the
 documents in scope; ``search`` also drops passages below the relevance floor
 (``BOTGPT_SEARCH_MIN_SCORE``) so the bot can say it found nothing instead of inventing.
-``attach_documents`` / ``attached_document_ids`` keep the conversation's scope in
-``conversation_documents`` from the chat turn's synchronous SQL runner.
+Which documents a conversation uses is the conversations domain's business
+(``botgpt.conversations.links``).
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from botgpt.config import Settings
 from botgpt.documents.embedding import LazyEmbedder
-from botgpt.documents.models import FAILED, READY, Document, conversation_documents
+from botgpt.documents.models import FAILED, READY, Document
 from botgpt.exceptions import Conflict, InvalidInput, NotFound
 from botgpt.retrieval.hybrid import Hit
 from botgpt.retrieval.search import HybridSearcher, SearchMode, SearchParams
@@ -82,6 +82,10 @@ class DocumentScope:
         if missing:
             raise NotFound("Document not found.", details={"document_ids": missing})
         return [found[i] for i in ids]
+
+    async def check_owned(self, owner_id: str, document_ids: Sequence[str]) -> list[Document]:
+        """The owner's documents in any state; NotFound names the ids that are not theirs."""
+        return await self._load(owner_id, document_ids)
 
     async def check_ready(self, owner_id: str, document_ids: Sequence[str]) -> list[Document]:
         """The owner's documents, all ready; else NotFound, InvalidInput (failed) or Conflict."""
@@ -183,28 +187,3 @@ class DocumentScope:
 
 
 # --------------------------------------------------------------------------- conversation scope
-
-
-def attach_documents(conn: Connection, conversation_id: str, document_ids: Sequence[str]) -> None:
-    """Set the documents of a conversation (replacing the previous set), in the caller's txn."""
-    conn.execute(
-        delete(conversation_documents).where(
-            conversation_documents.c.conversation_id == conversation_id
-        )
-    )
-    ids = list(dict.fromkeys(document_ids))
-    if ids:
-        conn.execute(
-            insert(conversation_documents),
-            [{"conversation_id": conversation_id, "document_id": d} for d in ids],
-        )
-
-
-def attached_document_ids(conn: Connection, conversation_id: str) -> list[str]:
-    """The documents a conversation answers from."""
-    rows = conn.execute(
-        select(conversation_documents.c.document_id).where(
-            conversation_documents.c.conversation_id == conversation_id
-        )
-    )
-    return [row[0] for row in rows]

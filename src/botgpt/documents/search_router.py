@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, field_validator
 from botgpt.deps import ContainerDep, CurrentPrincipal, SessionDep
 from botgpt.documents.scope import DocumentScope
 from botgpt.openapi import errors_doc
+from botgpt.text import Text
 
 router = APIRouter(prefix="/api/v1", tags=["search"])
 
@@ -17,11 +18,11 @@ router = APIRouter(prefix="/api/v1", tags=["search"])
 class SearchRequest(BaseModel):
     """A search over the caller's ready documents (or the listed ones, which must be ready)."""
 
-    query: str = Field(min_length=1, max_length=2000)
-    document_ids: list[str] | None = Field(default=None, max_length=100)
+    query: Text = Field(min_length=1, max_length=2000)
+    document_ids: list[Text] | None = Field(default=None, max_length=100)
     k: int = Field(default=5, ge=1, le=50)
     mode: Literal["hybrid", "keyword", "vector"] = "hybrid"
-    user_id: str | None = Field(
+    user_id: Text | None = Field(
         default=None, max_length=200, description="Service keys only: the user to act for."
     )
 
@@ -66,7 +67,7 @@ async def search_documents(
     """Search the caller's documents; results never include another user's passages."""
     owner = await c.auth.acting_user(db, principal, body.user_id)
     await db.commit()  # the scope uses its own connections: free this one meanwhile
-    scope: DocumentScope = c.services["document_scope"]
+    scope: DocumentScope = c.docs.scope
     found = await scope.passages(
         owner, body.query, document_ids=body.document_ids, k=body.k, mode=body.mode
     )

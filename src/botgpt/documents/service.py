@@ -6,12 +6,10 @@ Receiving (spooling, size limit, hashing, type sniffing) lives in `documents.upl
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -23,6 +21,7 @@ from botgpt.documents.ingest import Ingestor, ProgressCallback
 from botgpt.documents.models import FAILED, QUEUED, Document
 from botgpt.documents.parsing import TEXT
 from botgpt.documents.reembed import Reembedder
+from botgpt.documents.scope import DocumentScope
 from botgpt.documents.storage import BlobNotFound, BlobStore, BlobStream, LocalBlobStore
 from botgpt.documents.uploads import (
     IncomingUpload,
@@ -237,6 +236,7 @@ class DocumentService:
         await self.blobs.delete(doc.storage_key)
         await self.ingestor.purge(await db.connection(), document_id)
         await db.commit()
+        self.ingestor.cancel(document_id)  # a parse under way here stops now, not at its end
         db.expunge(doc)
         log.info("document deleted", extra={"document_id": document_id})
 
@@ -260,15 +260,22 @@ def expand_paths(paths: list[str]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
-async def resolve_user(sessions: async_sessionmaker[AsyncSession], reference: str) -> str:
-    """The id of the user with this id, email or external id."""
-    from botgpt.auth.service import find_user
+@dataclass(frozen=True, slots=True)
+class DocumentServices:
+    """The documents stack: embedder, file store, job queue, ingestion, service and scope."""
 
-    async with sessions() as db:
-        user = await find_user(db, reference)
-    if user is None:
-        raise NotFound(f"No user with id or email {reference!r}.")
-    return user.id
+    embedder: LazyEmbedder
+    blobs: BlobStore
+    jobs: JobQueue
+    ingestor: Ingestor
+    reembedder: Reembedder
+    documents: DocumentService
+    scope: DocumentScope
+
+    async def close(self) -> None:
+        """Stop the job queue and release the embedder (app shutdown)."""
+        await self.jobs.stop()
+        await self.embedder.aclose()
 
 
 def build_document_services(
@@ -276,28 +283,24 @@ def build_document_services(
     engine: AsyncEngine,
     sessions: async_sessionmaker[AsyncSession],
     queue: JobQueue | None = None,
-) -> dict[str, Any]:
-    """The documents stack for the container: embedder, blobs, jobs, ingestor, service, scope."""
-    from botgpt.documents.scope import DocumentScope
-
+) -> DocumentServices:
+    """The documents stack for the container."""
     embedder: LazyEmbedder = build_embedder(settings)
-    blobs = LocalBlobStore(settings.data_dir / "uploads")
+    blobs: BlobStore
+    if settings.blob_store == "s3":
+        from botgpt.documents.s3storage import s3_store_from_settings
+
+        blobs = s3_store_from_settings(settings)
+    else:
+        blobs = LocalBlobStore(settings.data_dir / "uploads")
     jobs = queue or make_queue(settings)
     ingestor = Ingestor(settings, engine, blobs, embedder, jobs)
-    return {
-        "embedder": embedder,
-        "blobs": blobs,
-        "jobs": jobs,
-        "ingestor": ingestor,
-        "reembedder": Reembedder(engine, ingestor, jobs),
-        "documents": DocumentService(settings, engine, sessions, blobs, ingestor),
-        "document_scope": DocumentScope(settings, engine, embedder),
-    }
-
-
-async def close_document_services(services: dict[str, Any]) -> None:
-    """Stop the job queue and release the embedder (app shutdown)."""
-    with contextlib.suppress(KeyError):
-        await services["jobs"].stop()
-    with contextlib.suppress(KeyError):
-        await services["embedder"].aclose()
+    return DocumentServices(
+        embedder=embedder,
+        blobs=blobs,
+        jobs=jobs,
+        ingestor=ingestor,
+        reembedder=Reembedder(engine, ingestor, jobs),
+        documents=DocumentService(settings, engine, sessions, blobs, ingestor),
+        scope=DocumentScope(settings, engine, embedder),
+    )

@@ -18,6 +18,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from botgpt.files import private_dir
+
 _KEY = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*")
 
 
@@ -126,7 +128,7 @@ class LocalBlobStore(BlobStore):
     # -- blocking helpers, run in threads ---------------------------------------------------
     @staticmethod
     def _temp_beside(target: Path) -> tuple[int, Path]:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(target.parent)
         fd, name = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
         return fd, Path(name)
 
@@ -143,7 +145,7 @@ class LocalBlobStore(BlobStore):
             raise
 
     def _put_file(self, target: Path, source: Path) -> None:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(target.parent)
         try:
             os.replace(source, target)
             return

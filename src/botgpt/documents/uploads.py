@@ -20,15 +20,24 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from python_multipart.exceptions import MultipartParseError
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
 
 from botgpt.documents.parsing import DOCX, HTML, MARKDOWN, PDF, TEXT, detect_type
-from botgpt.exceptions import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from botgpt.exceptions import (
+    InvalidInput,
+    MalformedRequest,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+from botgpt.files import private_dir
 
 FILE_FIELD = "file"
 MAX_FIELD_CHARS = 1000
 MAX_FIELDS = 20
 MULTIPART_OVERHEAD = 64 * 1024  # headers, boundaries and small fields around the file
+# The body limit of the upload route (BOTGPT_MAX_UPLOAD_MB's highest value, 2 GiB): the
+# configured limit is enforced by `spool_multipart` itself, with its own message.
+UPLOAD_BODY_CEILING = 2048 * 1024 * 1024 + MULTIPART_OVERHEAD
 _WRITE_BUFFER = 1 << 20
 _EXTENSIONS = {PDF: ".pdf", DOCX: ".docx", HTML: ".html", MARKDOWN: ".md", TEXT: ".txt"}
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f<>:"/\\|?*]+')
@@ -165,7 +174,7 @@ class _Spool:
             self.fields[self.part_name] = value
 
     def open(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_dir(self.directory)
         fd, name = tempfile.mkstemp(prefix="upload-", dir=self.directory)
         self.handle = os.fdopen(fd, "wb")
         self.path = Path(name)
@@ -221,12 +230,18 @@ async def spool_multipart(
             if len(spool.pending) >= _WRITE_BUFFER:
                 await asyncio.to_thread(spool.write_pending)
         parser.finalize()
+        if parser.state != MultipartState.END:
+            # A body cut short (no closing boundary) would store a truncated file.
+            raise MalformedRequest(
+                "The multipart body is incomplete: it ends before its closing boundary. "
+                "Send the whole file again."
+            )
         if spool.pending:
             await asyncio.to_thread(spool.write_pending)
         await asyncio.to_thread(spool.close)
     except MultipartParseError as exc:
         await asyncio.to_thread(spool.remove)
-        raise InvalidInput("The multipart body is malformed.") from exc
+        raise MalformedRequest("The multipart body is malformed.") from exc
     except BaseException:
         await asyncio.to_thread(spool.remove)
         raise
@@ -252,7 +267,7 @@ async def spool_multipart(
 
 def copy_hashing(source: Path, directory: Path, limit: int) -> tuple[Path, int, str]:
     """Blocking: copy a local file into the spool folder, hashing it and enforcing the limit."""
-    directory.mkdir(parents=True, exist_ok=True)
+    private_dir(directory)
     fd, name = tempfile.mkstemp(prefix="upload-", dir=directory)
     digest, size = hashlib.sha256(), 0
     try:

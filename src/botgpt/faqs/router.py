@@ -35,7 +35,7 @@ LanguageFilter = Annotated[
 
 def faq_service(c: ContainerDep) -> FaqService:
     """The FAQ service over the app's embedder and sessions."""
-    return FaqService(c.services["embedder"], c.sessions)
+    return FaqService(c.docs.embedder, c.sessions)
 
 
 def faq_public(faq: Faq) -> FaqPublic:
@@ -64,7 +64,7 @@ def faq_public(faq: Faq) -> FaqPublic:
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    responses=errors_doc(401, 403, 409, 422, 503),
+    responses=errors_doc(401, 403, 404, 409, 422, 503),
 )
 async def create_faq(
     body: FaqCreate,

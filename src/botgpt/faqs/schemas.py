@@ -14,22 +14,24 @@ from pydantic import (
     model_validator,
 )
 
+from botgpt.text import Text
+
 MAX_TAGS = 20
 
 Question = Annotated[
-    str,
+    Text,
     StringConstraints(strip_whitespace=True, min_length=3, max_length=1000),
     Field(description="The question, 3..1,000 characters (surrounding whitespace removed)."),
 ]
 Answer = Annotated[
-    str,
+    Text,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=10_000),
     Field(description="The answer, 1..10,000 characters."),
 ]
-Category = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
+Category = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Tag = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
 LanguageCode = Annotated[
-    str,
+    Text,
     StringConstraints(pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})?$"),
     Field(description='A language code such as "en" or "pt-BR".'),
 ]
@@ -69,14 +71,14 @@ class FaqCreate(BaseModel):
     category: Category | None = Field(
         default=None, description="A category name; the category is created when new."
     )
-    category_id: str | None = Field(
+    category_id: Text | None = Field(
         default=None, max_length=36, description="Or an existing category's id."
     )
     priority: Priority = 0
     tags: Tags = Field(default_factory=list)
     language: LanguageCode = "en"
     status: Status = "active"
-    user_id: str | None = Field(
+    user_id: Text | None = Field(
         default=None, max_length=200, description="Service keys only: the user to act for."
     )
 
@@ -91,7 +93,7 @@ class FaqUpdate(BaseModel):
     question: Question | None = None
     answer: Answer | None = None
     category: Category | None = Field(default=None, description="null clears the category.")
-    category_id: str | None = Field(
+    category_id: Text | None = Field(
         default=None, max_length=36, description="An existing category's id; null clears it."
     )
     priority: Priority | None = None
@@ -162,9 +164,9 @@ class CategoryCreate(BaseModel):
     """A new FAQ category."""
 
     name: Category
-    description: str | None = Field(default=None, max_length=2000)
+    description: Text | None = Field(default=None, max_length=2000)
     position: int = Field(default=0, ge=0, le=100_000, description="Sort order (ascending).")
-    user_id: str | None = Field(
+    user_id: Text | None = Field(
         default=None, max_length=200, description="Service keys only: the user to act for."
     )
 
@@ -173,7 +175,7 @@ class CategoryUpdate(BaseModel):
     """A partial update of a category; a new name is carried to its FAQs."""
 
     name: Category | None = None
-    description: str | None = Field(default=None, max_length=2000)
+    description: Text | None = Field(default=None, max_length=2000)
     position: int | None = Field(default=None, ge=0, le=100_000)
 
     @model_validator(mode="after")

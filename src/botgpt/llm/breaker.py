@@ -212,7 +212,10 @@ class BreakerProvider(LLMProvider):
     """Wraps a provider with a `CircuitBreaker`: fails fast with `CircuitOpen` while it is open.
 
     The permit is taken when the stream is first iterated (not when `stream` is
-    called). A stream that ends normally is a success; an `LLMError` for which
+    called). A half-open breaker's trial succeeds at its first token (so the
+    breaker is half-open only until the backend answers, not for a whole reply;
+    meanwhile other calls get `CircuitOpen`, which a fallback chain passes on to
+    its next provider). Otherwise a stream that ends normally is a success; an `LLMError` for which
     `counts_as_failure` holds, at any point of the stream, is a failure (a
     backend that drops streams midway is unhealthy too). Other errors release
     the permit without a verdict; so does a consumer that stops or is cancelled
@@ -242,6 +245,12 @@ class BreakerProvider(LLMProvider):
         try:
             async with closing_stream(self.inner.stream(request)) as chunks:
                 async for chunk in chunks:
+                    if permit.trial is not None and chunk.delta:
+                        # A trial is judged at its first token, not at the end of a long
+                        # reply: the breaker closes now and other calls pass again. The
+                        # rest of the reply counts like any call of a closed breaker.
+                        permit.success()
+                        permit = BreakerPermit(self.breaker, None)
                     received = True
                     yield chunk
         except LLMError as error:

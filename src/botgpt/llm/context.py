@@ -116,10 +116,14 @@ def build_context(
     grounding: str | None = None,
     summary: RunningSummary | None = None,
     trim_above: int | None = None,
+    max_messages: int | None = None,
 ) -> BuiltContext[H]:
     """Assemble the prompt for a turn within `min(budget, trim_above)` tokens.
 
-    `history` is oldest first and its last item is the newest (user) message.
+    `history` is oldest first and its last item is the newest (user) message; at most
+    `max_messages` of the older ones are kept (the memory window). Every older message
+    left out, for the budget or the window, is reported in `dropped` (and in the
+    manifest), so the caller can fold it into the running summary.
     Raises `ContextBudgetError` if the system prompt leaves no room for it.
     """
     if not history:
@@ -183,10 +187,12 @@ def build_context(
             value = costs[index] = message_tokens(counter, older[index].content)
         return value
 
+    oldest_allowed = 0 if max_messages is None else max(len(older) - max_messages, 0)
+
     def fill(room: int) -> int:
         """Index of the oldest message kept when `room` tokens are filled newest-first."""
         start = len(older)
-        while start > 0 and cost(start - 1) <= room:
+        while start > oldest_allowed and cost(start - 1) <= room:
             start -= 1
             room -= cost(start)
         return start
@@ -230,6 +236,7 @@ def build_context(
                 "kind": "summary",
                 "covers_through": summary.last_message_id,
                 "tokens": summary_tokens,
+                "text": summary_text,
             }
         )
     for index, item in enumerate(kept, start):

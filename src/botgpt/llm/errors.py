@@ -63,3 +63,21 @@ class CircuitOpen(LLMError):
     """The circuit breaker for this provider is open; calls are short-circuited."""
 
     code = "provider_circuit_open"
+
+
+# What a client may be told about a failure (never the provider's own message, which can
+# carry URLs, account details or keys' prefixes).
+_CLIENT_MESSAGES = {
+    "provider_timeout": "The language model did not answer in time.",
+    "provider_rate_limited": "The language model is rate limiting requests; try again shortly.",
+    "provider_unavailable": "The language model is unavailable right now.",
+    "provider_bad_response": "The language model sent a response that could not be read.",
+    "provider_auth_failed": "The language model provider refused the configured credentials.",
+    "provider_request_rejected": "The language model provider rejected the request.",
+    "provider_circuit_open": "The language model is temporarily disabled after repeated failures.",
+}
+
+
+def client_error(error: LLMError) -> dict[str, str]:
+    """A client-safe description of a provider failure: its code and a fixed message."""
+    return {"code": error.code, "message": _CLIENT_MESSAGES.get(error.code, "The model failed.")}

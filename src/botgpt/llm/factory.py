@@ -36,7 +36,7 @@ def _timeouts(settings: Settings) -> tuple[float, float, float]:
     )
 
 
-def _make_raw(
+def make_raw(
     settings: Settings,
     kind: str,
     *,
@@ -93,11 +93,14 @@ def build_base_provider(settings: Settings) -> LLMProvider:
     if settings.llm_provider == "fake":
         from botgpt.llm.fake import FakeProvider
 
-        return FakeProvider(model=settings.llm_model or "fake-model")
+        fake = FakeProvider(model=settings.llm_model or "fake-model")
+        fake.default_delay = settings.llm_fake_latency_seconds
+        fake.default_chunk_delay = settings.llm_fake_token_interval_seconds
+        return fake
     key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else ""
     # Groq is an OpenAI-compatible endpoint (its URL and model default in Settings).
     kind = "openai" if settings.llm_provider == "groq" else settings.llm_provider
-    return _make_raw(
+    return make_raw(
         settings,
         kind,
         base_url=settings.llm_base_url,  # empty: the provider's public endpoint
@@ -109,7 +112,7 @@ def build_base_provider(settings: Settings) -> LLMProvider:
 
 def build_fallback_provider(settings: Settings, spec: LLMFallback) -> LLMProvider:
     """The raw provider of one BOTGPT_LLM_FALLBACKS entry."""
-    return _make_raw(
+    return make_raw(
         settings,
         spec.provider,
         base_url=spec.base_url,

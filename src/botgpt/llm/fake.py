@@ -35,6 +35,9 @@ class FakeProvider(LLMProvider):
         self.queue: deque[FakeReply | LLMError | str | Callable[[ChatRequest], str]] = deque()
         self.requests: list[ChatRequest] = []
         self.default_delay = 0.0
+        # While set and not yet fired, every reply waits for it before its first chunk.
+        self.hold: asyncio.Event | None = None
+        self.default_chunk_delay = 0.0  # between pieces of replies that set no chunk_delay
 
     def enqueue(self, *replies: FakeReply | LLMError | str | Callable[[ChatRequest], str]) -> None:
         """Queue replies for the next calls: text, an error to raise, a `FakeReply`, or a
@@ -52,6 +55,8 @@ class FakeProvider(LLMProvider):
         if item is None or isinstance(item, str):
             last = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
             item = FakeReply(text=item if isinstance(item, str) else f"You said: {last}")
+        if self.hold is not None:
+            await self.hold.wait()
         if item.delay or self.default_delay:
             await asyncio.sleep(item.delay or self.default_delay)
         pieces = [
@@ -60,8 +65,8 @@ class FakeProvider(LLMProvider):
         for n, piece in enumerate(pieces):
             if item.error is not None and n == item.error_after_chunks:
                 raise item.error
-            if item.chunk_delay:
-                await asyncio.sleep(item.chunk_delay)
+            if item.chunk_delay or self.default_chunk_delay:
+                await asyncio.sleep(item.chunk_delay or self.default_chunk_delay)
             yield ChatChunk(delta=piece)
         if item.error is not None:
             raise item.error

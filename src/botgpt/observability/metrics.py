@@ -9,6 +9,9 @@ scrapes every instance and sums them.
 
 from __future__ import annotations
 
+import atexit
+import os
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -16,10 +19,16 @@ from prometheus_client import (
     Histogram,
     ProcessCollector,
     generate_latest,
+    multiprocess,
 )
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 ProcessCollector(registry=REGISTRY)
+# `botgpt serve --workers N` sets PROMETHEUS_MULTIPROC_DIR before starting its processes: each
+# then writes its figures to files there and /metrics, whichever process answers, sums them.
+MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+if MULTIPROCESS:
+    atexit.register(multiprocess.mark_process_dead, os.getpid())
 
 HTTP_REQUESTS = Counter(
     "botgpt_http_requests",
@@ -69,12 +78,14 @@ STREAMS_ACTIVE = Gauge(
     "botgpt_chat_streams_active",
     "Replies being generated in this process",
     registry=REGISTRY,
+    multiprocess_mode="livesum",
 )
 BREAKER_OPEN = Gauge(
     "botgpt_llm_circuit_open",
     "1 while a provider's circuit breaker is open (calls fail fast), else 0",
     ["provider", "model"],
     registry=REGISTRY,
+    multiprocess_mode="livemax",
 )
 INGESTIONS = Counter(
     "botgpt_document_ingestions",
@@ -101,5 +112,9 @@ def record_turn(
 
 
 def exposition() -> bytes:
-    """The registry in Prometheus text format."""
+    """The registry in Prometheus text format (summed over the serving processes, if many)."""
+    if MULTIPROCESS:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
     return generate_latest(REGISTRY)

@@ -41,11 +41,11 @@ async def ready(c: ContainerDep) -> JSONResponse:
     except Exception:  # any failure means not ready; the reason goes to the log, not the client
         checks["database"] = "unavailable"
     if c.settings.redis_url:
-        checks["redis"] = "ok" if await c.services["jobs"].healthy() else "unavailable"
+        checks["redis"] = "ok" if await c.docs.jobs.healthy() else "unavailable"
     ok = all(v == "ok" for v in checks.values())
     providers = [
         {"name": name, "model": model, "breaker": str(state)}
-        for name, model, state in breaker_states(c.services["llm"])
+        for name, model, state in breaker_states(c.llm)
     ]
     open_ = sum(p["breaker"] == BreakerState.OPEN for p in providers)
     checks["llm"] = "ok" if open_ == 0 else "unavailable" if open_ == len(providers) else "degraded"
@@ -69,7 +69,7 @@ async def prometheus_metrics(
         expected = f"Bearer {token.get_secret_value()}"
         if not hmac.compare_digest((authorization or "").encode(), expected.encode()):
             raise AuthenticationFailed("Send the metrics token as a bearer token.")
-    metrics.STREAMS_ACTIVE.set(c.services["streams"].live_count)
-    for name, model, state in breaker_states(c.services["llm"]):
+    metrics.STREAMS_ACTIVE.set(c.streams.live_count)
+    for name, model, state in breaker_states(c.llm):
         metrics.BREAKER_OPEN.labels(name, model).set(1 if state == BreakerState.OPEN else 0)
     return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

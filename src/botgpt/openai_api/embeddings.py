@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from botgpt.documents.embedding import LazyEmbedder
 from botgpt.openai_api.service import OpenAIError
 from botgpt.retrieval.embedders import EmbeddingError
+from botgpt.text import Text
 
 MAX_INPUTS = 2048
 MAX_INPUT_CHARS = 100_000
@@ -28,11 +29,11 @@ class EmbeddingCreate(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    model: str = Field(min_length=1, max_length=256)
-    input: str | list[str] | list[int] | list[list[int]]
+    model: Text = Field(min_length=1, max_length=256)
+    input: Text | list[Text] | list[int] | list[list[int]]
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(default=None, ge=1)
-    user: str | None = Field(default=None, max_length=256)
+    user: Text | None = Field(default=None, max_length=256)
 
 
 class Embedding(BaseModel):

@@ -11,8 +11,7 @@ from fastapi.routing import APIRoute
 from starlette.types import Receive, Scope, Send
 
 from botgpt.auth.service import Principal
-from botgpt.deps import ContainerDep, CurrentPrincipal, SessionDep, limit_chat
-from botgpt.moderation.service import moderate
+from botgpt.deps import ContainerDep, CurrentPrincipal, SessionDep
 from botgpt.openai_api.embeddings import EmbeddingCreate, EmbeddingList, create_embeddings
 from botgpt.openai_api.schemas import ChatCompletion, ChatCompletionCreate, Model, ModelList
 from botgpt.openai_api.schemas import openai_errors_doc as errors_doc
@@ -22,6 +21,7 @@ from botgpt.openai_api.service import (
     OpenAIError,
     to_openai_error,
 )
+from botgpt.openapi import SSE_EVENT_SCHEMA
 
 
 def error_response(error: OpenAIError) -> JSONResponse:
@@ -77,7 +77,7 @@ async def authenticated(principal: CurrentPrincipal, db: SessionDep) -> Principa
 
 async def get_service(c: ContainerDep) -> OpenAICompatService:
     """The OpenAI-compatible service over the configured provider (with retries)."""
-    return OpenAICompatService(c.services["llm"], c.settings, c.services["embedder"].name)
+    return OpenAICompatService(c.llm, c.settings, c.docs.embedder.name)
 
 
 Caller = Annotated[Principal, Depends(authenticated)]
@@ -87,7 +87,7 @@ _STREAM_DOC: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "A `chat.completion` object, or with `stream: true` a `text/event-stream` "
         "of `chat.completion.chunk` events ending with `data: [DONE]`.",
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        "content": {"text/event-stream": {"schema": SSE_EVENT_SCHEMA}},
     }
 }
 
@@ -95,16 +95,16 @@ _STREAM_DOC: dict[int | str, dict[str, Any]] = {
 @router.post(
     "/chat/completions",
     response_model=ChatCompletion,
-    responses={**_STREAM_DOC, **errors_doc(400, 401, 404, 429, 502, 503, 504)},
-    dependencies=[Depends(limit_chat)],
+    responses={**_STREAM_DOC, **errors_doc(400, 401, 404, 422, 429, 502, 503, 504)},
 )
 async def create_chat_completion(
-    body: ChatCompletionCreate, _caller: Caller, service: ServiceDep, c: ContainerDep
+    body: ChatCompletionCreate, caller: Caller, service: ServiceDep, c: ContainerDep
 ) -> ChatCompletion | Response:
     """Create a chat completion (OpenAI-compatible), streamed as SSE when `stream` is true."""
     prepared = service.prepare(body)
     said = "\n\n".join(m.text() for m in body.messages if m.role == "user")
-    await moderate(c.services["moderator"], said, c.settings.moderation_fail_closed)
+    # The chat turn's own admission: the same rate limit and moderation as every turn.
+    await c.chat.admission.admit(caller.user_id, said)
     if body.stream:
         return EventStreamResponse(await service.start_stream(prepared))
     return await service.complete(prepared)
@@ -130,4 +130,4 @@ async def create_embedding(
     body: EmbeddingCreate, _caller: Caller, c: ContainerDep
 ) -> EmbeddingList:
     """Embed text with the server's embedding model (OpenAI-compatible)."""
-    return await create_embeddings(c.services["embedder"], body)
+    return await create_embeddings(c.docs.embedder, body)

@@ -15,6 +15,7 @@ from pydantic import (
 )
 
 from botgpt.openapi import errors_doc
+from botgpt.text import Text
 
 # -- requests -----------------------------------------------------------------------------------
 
@@ -24,8 +25,8 @@ class ContentPart(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    type: str = Field(max_length=64)
-    text: str | None = None
+    type: Text = Field(max_length=64)
+    text: Text | None = None
 
     @model_validator(mode="after")
     def _text_only(self) -> ContentPart:
@@ -42,8 +43,8 @@ class ChatMessageIn(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[ContentPart] | None = None
-    name: str | None = Field(default=None, max_length=256)
+    content: Text | list[ContentPart] | None = None
+    name: Text | None = Field(default=None, max_length=256)
 
     @model_validator(mode="after")
     def _content_required(self) -> ChatMessageIn:
@@ -73,14 +74,14 @@ class ChatCompletionCreate(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    model: str = Field(min_length=1, max_length=256)
+    model: Text = Field(min_length=1, max_length=256)
     messages: list[ChatMessageIn] = Field(min_length=1)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
     stream: bool | None = False
     stream_options: StreamOptions | None = None
-    user: str | None = Field(default=None, max_length=256)
+    user: Text | None = Field(default=None, max_length=256)
     n: int | None = None
 
     @field_validator("n")

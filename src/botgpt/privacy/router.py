@@ -49,6 +49,6 @@ async def erase_me(
 ) -> Response:
     """Erase the caller's account with its conversations, documents and credentials."""
     subject = await service.find_subject(db, principal, user_id)
-    documents: DocumentService = c.services["documents"]
+    documents: DocumentService = c.docs.documents
     await service.erase(db, c.auth, documents, principal.user_id, subject)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

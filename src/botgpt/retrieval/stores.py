@@ -170,6 +170,9 @@ class ChunkIndex(abc.ABC):
         self._check_dimension(vector)
         if k <= 0 or (document_ids is not None and not document_ids):
             return None
+        if not np.any(vector) or not np.all(np.isfinite(vector)):
+            # A zero (or NaN) query has no direction: every cosine distance would be NaN/NULL.
+            return None
         return vector
 
     def _check_dimension(self, vector: NDArray[np.float32]) -> None:

@@ -56,7 +56,7 @@ async def create_webhook(
     """Create a webhook; the response shows its signing secret, this once only."""
     owner = await c.auth.acting_user_of(db, principal, user_id, body.user_id)
     hook = await webhook_service(c).create(db, owner, body)
-    dispatcher: Dispatcher = c.services["webhooks"]
+    dispatcher: Dispatcher = c.webhooks
     dispatcher.watch(owner)
     return WebhookCreated(**webhook_public(hook).model_dump(), secret=hook.secret)
 
@@ -107,7 +107,7 @@ async def update_webhook(
     owner = await c.auth.acting_user(db, principal, user_id)
     hook = await webhook_service(c).update(db, owner, webhook_id, body)
     if hook.active:
-        dispatcher: Dispatcher = c.services["webhooks"]
+        dispatcher: Dispatcher = c.webhooks
         dispatcher.watch(owner)
     return webhook_public(hook)
 
@@ -164,6 +164,6 @@ async def test_webhook(
     """Queue a `ping` delivery to the webhook; follow it in the deliveries list."""
     owner = await c.auth.acting_user(db, principal, user_id)
     delivery = await webhook_service(c).queue_ping(db, owner, webhook_id)
-    dispatcher: Dispatcher = c.services["webhooks"]
+    dispatcher: Dispatcher = c.webhooks
     dispatcher.schedule(delivery.id)
     return delivery_public(delivery)

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints, model_validator
 
 from botgpt.events import EVENT_TYPES
+from botgpt.text import Text
 
 MAX_URL_CHARS = 2000
 
@@ -34,13 +35,13 @@ def _check_events(events: list[str]) -> list[str]:
 
 
 Url = Annotated[
-    str,
+    Text,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_URL_CHARS),
     AfterValidator(_check_url),
     Field(description="The http(s) URL that receives the POSTs."),
 ]
 Events = Annotated[
-    list[str],
+    list[Text],
     Field(max_length=len(EVENT_TYPES), description="Event types to receive; empty means all."),
     AfterValidator(_check_events),
 ]
@@ -53,7 +54,7 @@ class WebhookCreate(BaseModel):
     url: Url
     events: Events = Field(default_factory=list)
     active: bool = True
-    user_id: str | None = Field(
+    user_id: Text | None = Field(
         default=None, max_length=200, description="Service keys only: the user to act for."
     )
 

@@ -1,7 +1,7 @@
 """chunk page ranges: the last page of each chunk and where its pages start
 
 Revision ID: 0006_chunk_pages
-Revises: 0005
+Revises: 0006_streams_reply_leases
 
 The chunk DDL comes from the retrieval library, which already has these columns for new
 databases; an existing index gains them here (chunks written before keep their first page
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006_chunk_pages"
-down_revision: str | None = "0005"
+down_revision: str | None = "0006_streams_reply_leases"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
