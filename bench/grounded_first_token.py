@@ -1,7 +1,7 @@
 """Grounded first-token time of the embedded model, and the support check's cost; prints JSON.
 
 For each thread setting (decode threads, prompt threads) the embedded model is loaded once,
-then grounded prompts built like the chat turn's (`botgpt.documents.answer_eval`) are sent
+then grounded prompts built like the chat turn's (`botgpt.conversations.answer_eval`) are sent
 with ``max_tokens=1``: the time to the first token is prompt processing. Budgets: three short
 passages (the QA set's, ~60 tokens each), three passages cut to ~128 tokens, five to ~256
 (today's default chunk size). Each request uses another question and other passages so that
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from botgpt.config import Settings
-from botgpt.documents.answer_eval import (
+from botgpt.conversations.answer_eval import (
     DocPassage,
     as_passages,
     grounded_request,

@@ -314,7 +314,7 @@ def cmd_eval_answers(args: argparse.Namespace) -> None:
     import json
     from pathlib import Path
 
-    from botgpt.documents.answer_eval import calibrate_only, evaluate_answers
+    from botgpt.conversations.answer_eval import calibrate_only, evaluate_answers
     from botgpt.documents.embedding import build_embedder
     from botgpt.llm.factory import build_base_provider
 

@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 
 from botgpt.config import Settings
-from botgpt.conversations.grounding import GROUNDING_RULES
-from botgpt.documents.answer_eval import (
+from botgpt.conversations.answer_eval import (
     DocPassage,
     QAItem,
     evaluate_answers,
     has_fact,
     states_wrong_fact,
 )
+from botgpt.conversations.grounding import GROUNDING_RULES
 from botgpt.llm.fake import FakeProvider
 from botgpt.retrieval.embedders import MiniLMOnnxEmbedder
 
