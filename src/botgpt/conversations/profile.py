@@ -25,6 +25,8 @@ class GroundingProfile:
     )
     faq_first: bool = False  # answer from the owner's FAQs when one matches
     faq_threshold: float = 0.75
+    # Each sentence of a grounded reply checked against its sources: annotate | strict | off.
+    support_policy: str = "off"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +59,7 @@ class TurnProfile:
                 top_k=settings.grounded_top_k,
                 min_score=None,
                 not_found_message=settings.grounded_not_found_message,
+                support_policy=settings.support_policy,
             ),
             # The embedded 135M model writes nonsense titles; others may write them.
             model_titles=settings.llm_titles and settings.llm_provider != "local",

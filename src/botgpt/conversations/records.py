@@ -48,6 +48,7 @@ class MessageRecord:
     source: str | None = None  # model | faq | not_found
     faq_id: str | None = None
     bot_version: int | None = None
+    support: dict[str, Any] | None = None  # the grounded reply's sentence-by-sentence check
     # The process generating a reply, and until when (see conversations/leases.py).
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
