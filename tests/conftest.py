@@ -76,6 +76,7 @@ async def app_ctx(
         jwt_secret=secrets.token_urlsafe(40),
         llm_provider="fake",
         llm_titles=False,
+        grounded_support_policy="off",  # the support check has tests of its own
         llm_breaker_failures=1000,  # one app serves the whole session: keep its breaker closed
         llm_retry_base_seconds=0.0,
         log_json=False,

@@ -1,4 +1,4 @@
-"""Command line: botgpt serve | worker | migrate | users | chat | ingest | eval retrieval."""
+"""Command line: botgpt serve | worker | migrate | users | chat | ingest | eval."""
 
 from __future__ import annotations
 
@@ -308,6 +308,57 @@ def cmd_eval_retrieval(args: argparse.Namespace) -> None:
     print(json.dumps(dataclasses.asdict(report)))
 
 
+def cmd_eval_answers(args: argparse.Namespace) -> None:
+    """Ask a grounded QA set through the configured model; print correctness and support JSON."""
+    import dataclasses
+    import json
+    from pathlib import Path
+
+    from botgpt.conversations.answer_eval import calibrate_only, evaluate_answers
+    from botgpt.documents.embedding import build_embedder
+    from botgpt.llm.factory import build_base_provider
+
+    settings = _settings()
+
+    async def run() -> dict[str, Any]:
+        embedder = build_embedder(settings)
+        try:
+            if args.calibrate_only:
+                return await calibrate_only(args.dataset, embedder, args.passages)
+            provider = build_base_provider(settings)
+            try:
+                with _progress_bars() as bars:
+                    task = bars.add_task("answers", total=1.0, status="")
+
+                    def progress(done: int, total: int) -> None:
+                        bars.update(task, completed=done / total, status=f"{done}/{total}")
+
+                    report = await evaluate_answers(
+                        settings,
+                        provider,
+                        embedder,
+                        args.dataset,
+                        passages=args.passages,
+                        limit=args.limit,
+                        max_tokens=args.max_tokens,
+                        policies=tuple(args.policy or ("off", "annotate", "strict")),
+                        answers=saved,
+                        progress=progress,
+                    )
+                return dataclasses.asdict(report)
+            finally:
+                await provider.aclose()
+        finally:
+            await embedder.aclose()
+
+    saved = json.loads(Path(args.answers).read_text())["raw_answers"] if args.answers else None
+    result = asyncio.run(run())
+    if args.save:
+        Path(args.save).write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    result.pop("raw_answers", None)
+    print(json.dumps(result, indent=2, ensure_ascii=False))
+
+
 # --- end documents ---------------------------------------------------------------------
 
 
@@ -344,6 +395,22 @@ def main(argv: list[str] | None = None) -> None:
     retrieval.add_argument("--mode", choices=["hybrid", "keyword", "vector"], default="hybrid")
     retrieval.add_argument("--database-url", help="an empty database (default: temporary SQLite)")
     retrieval.set_defaults(func=cmd_eval_retrieval)
+    answers = evaluate.add_parser(
+        "answers", help="grounded answers: correctness, citations, support check per policy"
+    )
+    answers.add_argument(
+        "--dataset", required=True, help="folder with documents.json, questions.jsonl"
+    )
+    answers.add_argument("--policy", action="append", choices=["off", "annotate", "strict"])
+    answers.add_argument("--limit", type=int, help="only the first N questions")
+    answers.add_argument("--passages", type=int, default=3, help="sources per question")
+    answers.add_argument("--max-tokens", type=int, default=160, help="reply length cap")
+    answers.add_argument("--save", help="also write the report with every raw answer here")
+    answers.add_argument("--answers", help="score the raw answers of a saved report again")
+    answers.add_argument(
+        "--calibrate-only", action="store_true", help="threshold calibration only, no model"
+    )
+    answers.set_defaults(func=cmd_eval_answers)
     args = parser.parse_args(argv)
     args.func(args)
 

@@ -126,6 +126,13 @@ class Settings(BaseSettings):
     groq_api_key: SecretStr | None = Field(None, validation_alias="GROQ_API_KEY")
     llm_model: str = ""
     llm_max_tokens: int = Field(512, ge=1)
+    # The embedded model (provider `local`): any chat GGUF the operator provides, run with its
+    # own chat template; prompt processing on every core, decoding on fewer (llama.cpp's
+    # batch and decode thread counts; empty: all cores / half of them).
+    local_model_path: Path | None = None
+    local_context_tokens: int = Field(2048, ge=256, le=131072)
+    local_threads: int | None = Field(None, ge=1, le=256)
+    local_batch_threads: int | None = Field(None, ge=1, le=256)
     llm_temperature: float = Field(0.7, ge=0, le=2)
     llm_timeout_seconds: float = Field(60.0, gt=0)
     llm_connect_timeout_seconds: float = Field(5.0, gt=0)
@@ -160,6 +167,10 @@ class Settings(BaseSettings):
         description="USD per million (input, output) tokens by model name, as JSON.",
     )
     llm_titles: bool = Field(True, description="Let the model write a title after the first turn.")
+    answer_cache: bool = Field(
+        False, description="Answer a repeated first question from the cache (no tokens)."
+    )
+    answer_cache_seconds: int = Field(86_400, ge=60, le=30 * 86_400)
     stream_flush_seconds: float = Field(
         1.0, gt=0, description="Persist partial replies this often."
     )
@@ -175,6 +186,10 @@ class Settings(BaseSettings):
     grounded_not_found_message: str = (
         "I could not find this in your documents, so I cannot answer it from them."
     )
+    # What a reader sees of a grounded answer the sources do not back (issue 15): `annotate`
+    # marks unsupported sentences, `strict` drops them (quoting the sources when nothing is
+    # left), `off` skips the check; `auto` is strict for the shipped tiny model, else annotate.
+    grounded_support_policy: Literal["auto", "annotate", "strict", "off"] = "auto"
     title_max_chars: int = Field(60, ge=10, le=200)
 
     admin_email: str = "admin@botgpt.local"
@@ -255,6 +270,14 @@ class Settings(BaseSettings):
         if self.environment == "production" and self.jwt_secret is None:
             raise ValueError("BOTGPT_JWT_SECRET must be set in production")
         return self
+
+    @property
+    def support_policy(self) -> Literal["annotate", "strict", "off"]:
+        """The grounded support policy, `auto` resolved for the configured model."""
+        if self.grounded_support_policy != "auto":
+            return self.grounded_support_policy
+        tiny = self.llm_provider == "local" and self.local_model_path is None
+        return "strict" if tiny else "annotate"
 
     @cached_property
     def effective_database_url(self) -> str:

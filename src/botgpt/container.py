@@ -67,6 +67,7 @@ class Container:
                 await shared.stop()
         await self.chat.drain()
         await self.chat.leases.stop()
+        await self.chat.answers.aclose()
         await self.providers.aclose()
         await self.llm.aclose()
         await self.moderator.aclose()
@@ -100,6 +101,7 @@ def build_container(settings: Settings, provider: LLMProvider | None = None) -> 
         Grounder(docs.scope, settings.grounded_top_k),
         Admission(limits.chat, moderator, settings.moderation_fail_closed),
         faqs,
+        docs.embedder,
     )
     hub = StreamHub(chat, settings.stream_reattach_grace_seconds)
     if settings.redis_url:  # re-attach and cancel work from any process

@@ -2,6 +2,7 @@
 
 from botgpt.auth.models import ApiKey, Consent, RefreshToken, User
 from botgpt.bots.models import Bot, BotVersion, bot_documents
+from botgpt.conversations.answer_cache import CachedAnswer
 from botgpt.conversations.links import conversation_documents
 from botgpt.conversations.models import Conversation, Message, MessageFeedback
 from botgpt.db import Base
@@ -15,6 +16,7 @@ __all__ = [
     "Base",
     "Bot",
     "BotVersion",
+    "CachedAnswer",
     "Consent",
     "Conversation",
     "Document",

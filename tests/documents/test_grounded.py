@@ -222,3 +222,30 @@ async def test_citation_names_the_page_of_the_cited_sentence(
     )
     hit = found.json()["results"][0]
     assert (hit["page"], hit["page_end"]) == (1, 3)
+
+
+async def test_documents_named_on_a_message_ground_that_turn(
+    client: httpx.AsyncClient, docs: Docs, user: AuthedUser, fake: FakeProvider
+) -> None:
+    """Seed 000: PUT .../messages {message, document_ids} on an open conversation answers
+    from those documents, with citations."""
+    doc = await docs.ingest(user, "policy.md", POLICY.encode(), "text/markdown")
+    r = await client.post(
+        "/api/v1/conversations", json={"message": "Hello there"}, headers=user.headers
+    )
+    cid = r.json()["conversation_id"]
+    assert r.json()["mode"] == "open"
+    fake.enqueue(cite_passage("two year warranty", "Devices have a two year warranty [{n}]."))
+    r = await client.put(
+        f"/api/v1/conversations/{cid}/messages",
+        json={
+            "message": "How long is the warranty on electronic devices?",
+            "document_ids": [doc["id"]],
+        },
+        headers=user.headers,
+    )
+    assert r.status_code == 200, r.text
+    reply = r.json()["assistant_message"]
+    assert reply["citations"] and reply["citations"][0]["cited_in_answer"] is True
+    assert "two year warranty" in reply["citations"][0]["snippet"]
+    assert "two year warranty" in "\n".join(m.content for m in fake.requests[-1].messages)

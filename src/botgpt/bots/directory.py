@@ -42,6 +42,7 @@ class BotSnapshot:
     memory_messages: int
     faq_first: bool
     faq_threshold: float
+    answer_cache: bool
     welcome_message: str | None
     starters: tuple[str, ...]
     widget: dict[str, Any]
@@ -72,6 +73,7 @@ class BotSnapshot:
             memory_messages=bot.memory_messages,
             faq_first=bot.faq_first,
             faq_threshold=bot.faq_threshold,
+            answer_cache=bot.answer_cache,
             welcome_message=bot.welcome_message,
             starters=tuple(str(s) for s in bot.starters),
             widget=dict(bot.widget),

@@ -52,6 +52,7 @@ class Bot(Base):
     memory_messages: Mapped[int] = mapped_column(Integer, default=20)
     faq_first: Mapped[bool] = mapped_column(Boolean, default=False)
     faq_threshold: Mapped[float] = mapped_column(Float, default=0.75)
+    answer_cache: Mapped[bool] = mapped_column(Boolean, default=False)
     welcome_message: Mapped[str | None] = mapped_column(Text)
     starters: Mapped[list[Any]] = mapped_column(JSON, default=list)
     widget: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

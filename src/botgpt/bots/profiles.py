@@ -27,8 +27,10 @@ def bot_profile(bot: BotSnapshot, settings: Settings, box: SecretBox) -> TurnPro
             not_found_message=settings.grounded_not_found_message,
             faq_first=bot.faq_first,
             faq_threshold=bot.faq_threshold,
+            support_policy=settings.support_policy,
         ),
         model_titles=False,  # visitors' sessions are titled by their first question
+        answer_cache=bot.answer_cache,
         bot_id=bot.id,
         bot_version=bot.version,
     )

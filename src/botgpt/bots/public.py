@@ -10,9 +10,11 @@ HMAC of the id with the bot's signing secret) keeps one history across devices.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from sqlalchemy import delete, select
@@ -73,6 +75,9 @@ class PublicChat:
         self.on_event: EventSink = no_events
         self.per_address = limits.make("bot-address", settings.rate_limit_public)
         self._caps: dict[str, RateLimiter] = {}
+        # (bot, session) -> conversation: a session's conversation never changes until it is
+        # cleared, so a visitor's turn needs no lookup query (a stale entry is retried).
+        self._known: OrderedDict[tuple[str, str], str] = OrderedDict()
 
     async def bot(self, bot_id: str) -> BotSnapshot:
         """An active bot; any other (inactive, deleted, never existed) is missing."""
@@ -115,7 +120,18 @@ class PublicChat:
                 (day_cap, bot.id),
             ),
         )
-        turn = await self.chat.prepare(request)
+        try:
+            turn = await self.chat.prepare(request)
+        except NotFound:
+            if conversation_id is None:
+                raise
+            # The session was cleared meanwhile (another process): it starts over.
+            self._known.pop((bot.id, session_id), None)
+            conversation_id = None
+            turn = await self.chat.prepare(
+                dataclasses.replace(request, conversation_id=None, document_ids=knowledge or None)
+            )
+        self._remember(bot.id, session_id, turn.conversation_id)
         event = {"bot_id": bot.id, "session_id": session_id, **turn.ids()}
         if conversation_id is None:
             self.on_event(bot.owner_id, "bot.session_started", event)
@@ -154,6 +170,7 @@ class PublicChat:
     async def clear(self, bot_id: str, session_id: str) -> None:
         """Forget a session: its conversation and messages are deleted."""
         bot = await self.bot(bot_id)
+        self._known.pop((bot.id, session_id), None)
         async with self.sessions() as db:
             ids = select(Conversation.id).where(
                 Conversation.bot_id == bot.id, Conversation.visitor_session == session_id
@@ -210,6 +227,11 @@ class PublicChat:
         self, bot: BotSnapshot, session_id: str | None, visitor_id: str | None
     ) -> tuple[str, str | None]:
         """The session to use and its conversation (None: a new session)."""
+        if session_id is not None and visitor_id is None:
+            known = self._known.get((bot.id, session_id))
+            if known is not None:
+                self._known.move_to_end((bot.id, session_id))
+                return session_id, known
         async with self.sessions() as db:
             if visitor_id is not None:
                 # A signed visitor continues their latest conversation on any device.
@@ -249,6 +271,12 @@ class PublicChat:
         docs = await self.scope.check_owned(bot.owner_id, bot.document_ids)
         ready = [d.id for d in docs if d.status == READY]
         return ready or list(bot.document_ids)
+
+    def _remember(self, bot_id: str, session_id: str, conversation_id: str) -> None:
+        self._known[(bot_id, session_id)] = conversation_id
+        self._known.move_to_end((bot_id, session_id))
+        while len(self._known) > 100_000:
+            self._known.popitem(last=False)
 
     def _cap(self, scope: str, limits: str) -> RateLimiter:
         key = f"{scope}:{limits}"

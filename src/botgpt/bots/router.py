@@ -73,6 +73,7 @@ def bot_public(request: Request, bot: Bot, document_ids: list[str]) -> BotPublic
         memory_messages=bot.memory_messages,
         faq_first=bot.faq_first,
         faq_threshold=bot.faq_threshold,
+        answer_cache=bot.answer_cache,
         welcome_message=bot.welcome_message,
         starters=[str(s) for s in bot.starters],
         widget=BotWidget(**bot.widget),

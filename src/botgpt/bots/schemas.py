@@ -80,6 +80,9 @@ class _BotFields(BaseModel):
     memory_messages: int | None = Field(default=None, ge=0, le=200)
     faq_first: bool | None = None
     faq_threshold: float | None = Field(default=None, ge=0, le=1)
+    answer_cache: bool | None = Field(
+        default=None, description="Answer a repeated first question from the cache (no tokens)."
+    )
     welcome_message: Text | None = Field(default=None, max_length=2000)
     starters: list[Starter] | None = Field(default=None, max_length=MAX_STARTERS)
     widget: BotWidget | None = None
@@ -151,6 +154,7 @@ class BotPublic(BaseModel):
     memory_messages: int
     faq_first: bool
     faq_threshold: float
+    answer_cache: bool
     welcome_message: str | None
     starters: list[str]
     widget: BotWidget

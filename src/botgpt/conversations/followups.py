@@ -9,6 +9,7 @@ from typing import Any
 
 from botgpt.config import Settings
 from botgpt.conversations import store
+from botgpt.conversations.answer_cache import AnswerCache
 from botgpt.conversations.prompts import TITLE_PROMPT, clean_title
 from botgpt.conversations.records import Turn
 from botgpt.llm.base import ChatMessage, ChatRequest
@@ -23,9 +24,12 @@ log = logging.getLogger("botgpt.turn")
 class Followups:
     """Folds dropped messages into the running summary and writes titles, in the background."""
 
-    def __init__(self, settings: Settings, runner: SqlRunner) -> None:
+    def __init__(
+        self, settings: Settings, runner: SqlRunner, answers: AnswerCache | None = None
+    ) -> None:
         self.settings = settings
         self.runner = runner
+        self.answers = answers
         self._background: set[asyncio.Task[None]] = set()
 
     def after(self, turn: Turn, reply: str) -> None:
@@ -34,6 +38,10 @@ class Followups:
             self._spawn(self._refresh_summary(turn))
         if turn.auto_title and turn.profile.model_titles and reply and turn.canned is None:
             self._spawn(self._write_title(turn, reply))
+        if turn.cache_key is not None and self.answers is not None and reply:
+            self._spawn(
+                self.answers.put(turn.cache_key, turn.owner_id, reply, turn.assistant.citations)
+            )
 
     async def _refresh_summary(self, turn: Turn) -> None:
         dropped = turn.unsummarized

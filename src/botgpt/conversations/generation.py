@@ -16,6 +16,7 @@ from typing import Any
 
 from botgpt.config import Settings
 from botgpt.conversations import store
+from botgpt.conversations.checking import SupportChecker
 from botgpt.conversations.grounding import citations
 from botgpt.conversations.leases import LiveReplies
 from botgpt.conversations.records import Turn, TurnEvent
@@ -27,6 +28,7 @@ from botgpt.llm.errors import LLMError, client_error
 from botgpt.llm.resilience import stream_with_source
 from botgpt.llm.tokens import get_counter
 from botgpt.observability import metrics
+from botgpt.retrieval.embedders import EmbeddingError
 from botgpt.sqlrunner import SqlRunner
 
 log = logging.getLogger("botgpt.turn")
@@ -41,10 +43,17 @@ async def _canned(provider: LLMProvider, text: str) -> AsyncIterator[tuple[LLMPr
 class Generator:
     """Runs prepared turns against their provider and stores the outcome."""
 
-    def __init__(self, settings: Settings, runner: SqlRunner, leases: LiveReplies) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        runner: SqlRunner,
+        leases: LiveReplies,
+        checker: SupportChecker | None = None,
+    ) -> None:
         self.settings = settings
         self.runner = runner
         self.leases = leases
+        self.checker = checker or SupportChecker(None)
         self.on_event: EventSink = no_events
         self.on_finished: Any = None  # follow-up work (titles, summaries) after a complete turn
 
@@ -62,6 +71,7 @@ class Generator:
             if turn.canned is not None
             else stream_with_source(turn.provider, turn.request)
         )
+        check = self.checker.begin(turn)  # grounded replies: checked against their sources
         # Held from here until `_finish` stored the outcome: the lease stays fresh meanwhile.
         self.leases.hold(mid, turn.assistant.lease_expires_at)
         try:
@@ -74,20 +84,44 @@ class Generator:
                         elapsed = time.perf_counter() - started
                         metrics.FIRST_TOKEN.labels(answered.name).observe(elapsed)
                     parts.append(chunk.delta)
-                    yield TurnEvent("delta", {"text": chunk.delta})
+                    if check is None or not check.buffered:
+                        yield TurnEvent("delta", {"text": chunk.delta})
                     now = time.perf_counter()
                     if now - flushed >= self.settings.stream_flush_seconds:
                         flushed = now
                         self.leases.progress(mid, "".join(parts))  # batched, not awaited
                 if chunk.usage is not None:
                     usage = chunk.usage
+            if check is not None:
+                text = "".join(parts)
+                try:
+                    checked = await check.check(text)
+                    turn.assistant.support = checked.as_dict()
+                    text = checked.text
+                except EmbeddingError:  # no verdict: the reply goes out unchecked, as it was
+                    log.warning("support check unavailable; reply not checked")
+                if check.buffered:
+                    yield TurnEvent("delta", {"text": text})
+                parts = [text]
             outcome = "complete"
         except LLMError as error:
-            outcome = "failed"
-            await self._finish(turn, parts, usage, started, "failed", error, source)
-            yield TurnEvent("error", {**client_error(error), "cause": error})
-            return
+            unseen = check is not None and (not parts or check.buffered)
+            quoted = await check.quotes() if check is not None and unseen else None
+            if quoted is None:
+                outcome = "failed"
+                await self._finish(turn, parts, usage, started, "failed", error, source)
+                yield TurnEvent("error", {**client_error(error), "cause": error})
+                return
+            # A grounded turn whose model is down answers with quotes from its sources.
+            parts = [quoted[0]]
+            turn.assistant.support, turn.assistant.source = quoted[1], "extractive"
+            turn.canned = quoted[0]  # no model wrote it: no provider, model or tokens
+            usage = Usage(0, 0)
+            yield TurnEvent("delta", {"text": quoted[0]})
+            outcome = "complete"
         finally:
+            if check is not None:
+                check.cancel()
             if outcome == "cancelled":
                 # The client went away (or the task was cancelled): keep what we have.
                 await asyncio.shield(
@@ -128,7 +162,10 @@ class Generator:
         assistant.latency_ms = round((time.perf_counter() - started) * 1000, 2)
         assistant.cost_usd = cost
         assistant.context_manifest = turn.manifest
-        assistant.citations = citations(text, turn.grounding.sources) if turn.grounding else None
+        if turn.grounding is not None:
+            assistant.citations = citations(text, turn.grounding.sources)
+        else:
+            assistant.citations = turn.canned_citations
         assistant.completed_at = done
         values = {
             "mid": assistant.id,
@@ -194,4 +231,5 @@ _FINISHED = (
     "completed_at",
     "source",
     "faq_id",
+    "support",
 )

@@ -101,6 +101,7 @@ class Message(Base):
     source: Mapped[str | None] = mapped_column(String(16))
     faq_id: Mapped[str | None] = mapped_column(String(36))
     bot_version: Mapped[int | None] = mapped_column(Integer)
+    support: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class MessageFeedback(Base):

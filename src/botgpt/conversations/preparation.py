@@ -17,6 +17,7 @@ from sqlalchemy import Connection
 
 from botgpt.config import Settings
 from botgpt.conversations import store
+from botgpt.conversations.answer_cache import AnswerCache, cache_key
 from botgpt.conversations.grounding import Grounder, Grounding
 from botgpt.conversations.leases import LiveReplies
 from botgpt.conversations.profile import TurnProfile
@@ -68,6 +69,7 @@ class Preparer:
         grounder: Grounder | None = None,
         faqs: FaqMatcher | None = None,
         leases: LiveReplies | None = None,
+        answers: AnswerCache | None = None,
     ) -> None:
         self.settings = settings
         self.runner = runner
@@ -75,6 +77,7 @@ class Preparer:
         self.grounder = grounder
         self.faqs = faqs
         self.leases = leases
+        self.answers = answers
         self.on_event: EventSink = no_events
         self._counters: dict[str, TokenCounter] = {}
 
@@ -258,6 +261,14 @@ class Preparer:
         if faq is not None:
             canned = faq.answer
             assistant.source, assistant.faq_id = "faq", faq.id
+        cache_key = None
+        cached_citations = None
+        if canned is None and profile.answer_cache and not history and self.answers is not None:
+            cache_key = await self._cache_key(request.owner_id, profile, question, grounded_ids)
+            hit = await self.answers.get(cache_key)
+            if hit is not None:
+                canned, cached_citations = hit.answer, hit.citations
+                assistant.source, cache_key = "cached", None
         grounding: Grounding | None = None
         if canned is None and grounded_ids and self.grounder is not None:
             grounding = await self.grounder.ground(
@@ -312,7 +323,19 @@ class Preparer:
             unsummarized=list(built.unsummarized),
             grounding=grounding,
             canned=canned,
+            canned_citations=cached_citations,
+            cache_key=cache_key,
         )
+
+    async def _cache_key(
+        self, owner_id: str, profile: TurnProfile, question: str, document_ids: Sequence[str]
+    ) -> str:
+        """The answer-cache key: documents count with the time they last changed."""
+        versions: list[tuple[str, str]] = []
+        if document_ids and self.grounder is not None:
+            docs = await self.grounder.scope.check_ready(owner_id, document_ids)
+            versions = [(str(d.id), str(d.updated_at)) for d in docs]
+        return cache_key(owner_id, profile, question, versions)
 
     async def _faq(self, owner_id: str, question: str, profile: TurnProfile) -> FaqAnswer | None:
         if not profile.grounding.faq_first or self.faqs is None:

@@ -25,6 +25,8 @@ class GroundingProfile:
     )
     faq_first: bool = False  # answer from the owner's FAQs when one matches
     faq_threshold: float = 0.75
+    # Each sentence of a grounded reply checked against its sources: annotate | strict | off.
+    support_policy: str = "off"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +41,7 @@ class TurnProfile:
     context_max_tokens: int = 4000
     grounding: GroundingProfile = field(default_factory=GroundingProfile)
     model_titles: bool = False  # let the model write the conversation's title
+    answer_cache: bool = False  # answer a repeated first question from the answer cache
     bot_id: str | None = None
     bot_version: int | None = None
 
@@ -56,7 +59,9 @@ class TurnProfile:
                 top_k=settings.grounded_top_k,
                 min_score=None,
                 not_found_message=settings.grounded_not_found_message,
+                support_policy=settings.support_policy,
             ),
             # The embedded 135M model writes nonsense titles; others may write them.
             model_titles=settings.llm_titles and settings.llm_provider != "local",
+            answer_cache=settings.answer_cache,
         )

@@ -48,6 +48,7 @@ class MessageRecord:
     source: str | None = None  # model | faq | not_found
     faq_id: str | None = None
     bot_version: int | None = None
+    support: dict[str, Any] | None = None  # the grounded reply's sentence-by-sentence check
     # The process generating a reply, and until when (see conversations/leases.py).
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
@@ -115,7 +116,9 @@ class Turn:
     unsummarized: list[Any] = field(default_factory=list)
     auto_title: bool = False
     grounding: Grounding | None = None
-    canned: str | None = None  # a reply given without the model (not found, an FAQ)
+    canned: str | None = None  # a reply given without the model (not found, an FAQ, cached)
+    canned_citations: list[dict[str, Any]] | None = None  # a cached answer's citations
+    cache_key: str | None = None  # where a complete answer is kept (answer cache on)
 
     def ids(self) -> dict[str, Any]:
         """The ids every event of the turn carries."""

@@ -146,6 +146,11 @@ class MessagePublic(BaseModel):
     )
     faq_id: str | None = None
     bot_version: int | None = Field(default=None, description="The bot version that wrote it.")
+    support: dict[str, Any] | None = Field(
+        default=None,
+        description="Grounded replies: each sentence checked against the sources (policy, "
+        "sentences with supported, score, passage and span; quotes of an extractive answer).",
+    )
 
 
 class ConversationSummary(BaseModel):

@@ -78,6 +78,7 @@ _FINISH_MESSAGE = (
         completed_at=bindparam("completed_at"),
         source=bindparam("source"),
         faq_id=bindparam("faq_id"),
+        support=bindparam("support", type_=m.support.type),
     )
 )
 

@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator
 
 from botgpt.config import Settings
 from botgpt.conversations.admission import Admission
+from botgpt.conversations.answer_cache import AnswerCache
+from botgpt.conversations.checking import SupportChecker
 from botgpt.conversations.followups import Followups
 from botgpt.conversations.generation import Generator
 from botgpt.conversations.grounding import Grounder
@@ -25,6 +27,7 @@ from botgpt.exceptions import ProviderFailed
 from botgpt.llm.base import LLMProvider
 from botgpt.llm.errors import LLMError
 from botgpt.llm.pool import ProviderPool
+from botgpt.retrieval.embedders import Embedder
 from botgpt.sqlrunner import SqlRunner
 
 __all__ = ["ChatService", "Turn", "TurnEvent", "TurnRequest", "TurnResult"]
@@ -41,6 +44,7 @@ class ChatService:
         grounder: Grounder | None = None,
         admission: Admission | None = None,
         faqs: FaqMatcher | None = None,
+        embedder: Embedder | None = None,
     ) -> None:
         self.settings = settings
         self.providers = providers
@@ -48,9 +52,10 @@ class ChatService:
         self.admission = admission or Admission()
         self.default_profile = TurnProfile.from_settings(settings)
         leases = LiveReplies(runner, settings.stream_lease_seconds, settings.stream_flush_seconds)
-        self.preparer = Preparer(settings, runner, providers, grounder, faqs, leases)
-        self.generator = Generator(settings, runner, leases)
-        self.followups = Followups(settings, runner)
+        self.answers = AnswerCache(runner, settings.redis_url, settings.answer_cache_seconds)
+        self.preparer = Preparer(settings, runner, providers, grounder, faqs, leases, self.answers)
+        self.generator = Generator(settings, runner, leases, SupportChecker(embedder))
+        self.followups = Followups(settings, runner, self.answers)
         self.generator.on_finished = self.followups.after
 
     @property

@@ -45,6 +45,7 @@ def message_public(m: Any, *, with_manifest: bool = True) -> MessagePublic:
         source=getattr(m, "source", None),
         faq_id=getattr(m, "faq_id", None),
         bot_version=getattr(m, "bot_version", None),
+        support=getattr(m, "support", None),
     )
 
 

@@ -75,7 +75,13 @@ def make_raw(
         )
     from botgpt.llm.providers.local import LocalLlamaProvider
 
-    local = LocalLlamaProvider(model_name=model) if model else LocalLlamaProvider()
+    local = LocalLlamaProvider(
+        settings.local_model_path,
+        n_ctx=settings.local_context_tokens,
+        n_threads=settings.local_threads,
+        n_threads_batch=settings.local_batch_threads,
+        model_name=model or None,
+    )
     if name:
         local.name = name
     # No network, so no connect timeout; the model load counts towards the first token.

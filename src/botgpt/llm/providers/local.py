@@ -60,13 +60,17 @@ def default_model_path() -> Path | None:
     return None
 
 
+def _cores() -> int:
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return count or 1
+
+
 def _default_threads() -> int:
     # llama.cpp's threads busy-wait for each other at every token: when one of
     # them loses its core to another process, generation collapses (measured on
     # 2 cores with one busy: 2 threads 25 tok/s, 1 thread 108 tok/s). Half the
     # cores leaves room for the event loop, the database and the embedder.
-    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(4, (count or 1) // 2))
+    return max(1, min(4, _cores() // 2))
 
 
 class LocalLlamaProvider(LLMProvider):
@@ -95,7 +99,7 @@ class LocalLlamaProvider(LLMProvider):
         self,
         model_path: str | Path | None = None,
         *,
-        model_name: str = DEFAULT_MODEL_NAME,
+        model_name: str | None = None,
         n_ctx: int = 2048,
         max_concurrency: int = 1,
         n_threads: int | None = None,
@@ -107,11 +111,19 @@ class LocalLlamaProvider(LLMProvider):
     ) -> None:
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
-        self.model = model_name
-        self.context_window = n_ctx
         self.model_path = Path(model_path) if model_path is not None else default_model_path()
+        # An operator's GGUF is named after its file unless a name is given.
+        self.model = model_name or (
+            Path(model_path).stem if model_path is not None else DEFAULT_MODEL_NAME
+        )
+        self.context_window = n_ctx
         self.max_concurrency = max_concurrency
         self.n_threads = n_threads if n_threads is not None else _default_threads()
+        # Prompt processing has its own thread count (llama.cpp's batch threads). Both cores
+        # would be faster on an idle machine, but on a shared one the same waiting as above
+        # applies: A/B on 2 cores with other load, grounded prompt of ~480 tokens, first
+        # token median 1.5 s with one prompt thread vs 4.3 s with two
+        # (bench/grounded_first_token.py). So it follows n_threads unless set.
         self.n_threads_batch = n_threads_batch if n_threads_batch is not None else self.n_threads
         self.default_max_tokens = default_max_tokens
         self.default_temperature = default_temperature
@@ -147,6 +159,10 @@ class LocalLlamaProvider(LLMProvider):
         # Slots do not share a unified KV cache, so each gets n_ctx of its own.
         params.n_parallel = self.max_concurrency
         params.n_ctx = self.context_window * self.max_concurrency
+        # The chat template stored in the GGUF file, run by llama.cpp's Jinja engine, so any
+        # instruction model (Qwen2.5, Llama 3.2, SmolLM2, ...) gets its own prompt format.
+        params.use_jinja = True
+        params.chat_template = ""
         params.cpuparams.n_threads = self.n_threads
         params.cpuparams_batch.n_threads = self.n_threads_batch
         params.verbosity = self.log_verbosity
