@@ -28,6 +28,7 @@ from botgpt.conversations.router import seed_router, usage_router
 from botgpt.conversations.turn_router import router as turn_router
 from botgpt.conversations.ws_router import router as ws_router
 from botgpt.documents.router import router as documents_router
+from botgpt.documents.router import seed_router as documents_seed_router
 from botgpt.documents.search_router import router as search_router
 from botgpt.documents.uploads import UPLOAD_BODY_CEILING
 from botgpt.errors import install_error_handlers
@@ -120,6 +121,7 @@ def create_app(
     app.include_router(ws_router)
     app.include_router(openai_router)
     app.include_router(documents_router)
+    app.include_router(documents_seed_router)
     app.include_router(search_router)
     app.include_router(bots_router, prefix="/api/v1")
     app.include_router(bots_router, prefix="/api", include_in_schema=False)  # seed 003
@@ -137,7 +139,10 @@ def create_app(
     app.add_middleware(
         BodyLimitMiddleware,
         default=int(settings.max_body_mb * 1024 * 1024),
-        routes={("POST", "/api/v1/documents"): UPLOAD_BODY_CEILING},
+        routes={
+            ("POST", "/api/v1/documents"): UPLOAD_BODY_CEILING,
+            ("POST", "/documents"): UPLOAD_BODY_CEILING,  # seed 001's path
+        },
     )
     if settings.cors_origins:
         app.add_middleware(

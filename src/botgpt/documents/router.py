@@ -21,6 +21,8 @@ from botgpt.openapi import errors_doc
 from botgpt.pagination import PageDep
 
 router = APIRouter(prefix="/api/v1/documents", tags=["documents"])
+# Seed 001's unprefixed paths (POST/GET /documents), answered the same, left out of the docs.
+seed_router = APIRouter(prefix="/documents", tags=["documents"], include_in_schema=False)
 
 
 class DocumentError(BaseModel):
@@ -180,6 +182,7 @@ def owner_of(document_id: str) -> Select[str]:
     },
     openapi_extra=_UPLOAD_BODY,
 )
+@seed_router.post("", status_code=status.HTTP_201_CREATED, response_model=DocumentUploaded)
 async def upload_document(
     request: Request,
     principal: CurrentPrincipal,
@@ -211,6 +214,7 @@ async def upload_document(
 
 
 @router.get("", responses=errors_doc(401, 403, 422))
+@seed_router.get("")
 async def list_documents(
     principal: CurrentPrincipal,
     db: SessionDep,
@@ -231,6 +235,7 @@ async def list_documents(
 
 
 @router.get("/{document_id}", responses=errors_doc(401, 403, 404))
+@seed_router.get("/{document_id}")
 async def get_document(
     document_id: str,
     principal: CurrentPrincipal,
@@ -281,6 +286,7 @@ async def download_document(
 @router.delete(
     "/{document_id}", status_code=status.HTTP_204_NO_CONTENT, responses=errors_doc(401, 403, 404)
 )
+@seed_router.delete("/{document_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_document(
     document_id: str,
     principal: CurrentPrincipal,
