@@ -14,13 +14,19 @@ import argparse
 import asyncio
 import json
 import signal
-import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from chat_turn import Conn, build, cpu_seconds, memory_mb, setup, start_server
+from chat_turn import (
+    Conn,
+    build,
+    cpu_seconds,
+    drive,
+    memory_mb,
+    setup,
+    start_server,
+)
 
 
 async def visitor_setup(port: int, key: str, sessions: int) -> tuple[str, list[str]]:
@@ -39,37 +45,6 @@ async def visitor_setup(port: int, key: str, sessions: int) -> tuple[str, list[s
         ids.append(json.loads(body)["session_id"])
     conn.writer.close()
     return bot_id, ids
-
-
-async def run(port: int, payloads: list[bytes], concurrency: int, total: int) -> dict[str, float]:
-    conns = [Conn(port) for _ in range(concurrency)]
-    await asyncio.gather(*(c.open() for c in conns))
-    latencies: list[float] = []
-    errors = 0
-    counter = iter(range(total))
-
-    async def worker(n: int, conn: Conn) -> None:
-        nonlocal errors
-        for i in counter:
-            t = time.perf_counter()
-            status, _ = await conn.request(payloads[(n + i) % len(payloads)])
-            latencies.append(time.perf_counter() - t)
-            if status not in (200, 201):
-                errors += 1
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker(n, c) for n, c in enumerate(conns)))
-    elapsed = time.perf_counter() - started
-    for c in conns:
-        c.writer.close()
-    q = statistics.quantiles(sorted(latencies), n=100)
-    return {
-        "requests": total,
-        "errors": errors,
-        "requests_per_s": round(total / elapsed, 1),
-        "p50_ms": round(q[49] * 1000, 3),
-        "p99_ms": round(q[98] * 1000, 3),
-    }
 
 
 async def measure(
@@ -91,11 +66,11 @@ async def measure(
     }
     results: dict[str, object] = {}
     for payloads in kinds.values():
-        await run(port, payloads, 8, min(300, args.requests))  # warm-up
+        await drive(port, payloads, 8, min(300, args.requests))  # warm-up
     for conc in (1, 32):
         for name, payloads in kinds.items():
             cpu0 = cpu_seconds(pid)
-            r: dict[str, object] = dict(await run(port, payloads, conc, args.requests))
+            r: dict[str, object] = dict(await drive(port, payloads, conc, args.requests))
             cpu = cpu_seconds(pid) - cpu0
             r["server_cpu_ms_per_turn"] = round(cpu / args.requests * 1000, 3)
             results[f"{name}_concurrency_{conc}"] = r

@@ -6,7 +6,6 @@ the same on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-import math
 from datetime import date, datetime
 from typing import Any, Literal
 
@@ -16,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from botgpt.analytics.schemas import PeriodPublic, TokenCounts
-from botgpt.analytics.service import Period, _as_date, day_bucket
+from botgpt.analytics.service import Period, _as_date, day_bucket, nearest_rank
 from botgpt.conversations.models import Conversation, Message, MessageFeedback
 from botgpt.pagination import Page
 
@@ -157,20 +156,7 @@ async def _latency_percentiles(
     count = int((await db.execute(select(func.count()).where(*done))).scalar_one())
     if not count:
         return None, None
-    found = []
-    for q in (0.5, 0.95):
-        rank = math.ceil(q * count) - 1  # nearest rank: one row fetched, on either database
-        value = (
-            await db.execute(
-                select(Message.latency_ms)
-                .where(*done)
-                .order_by(Message.latency_ms)
-                .offset(rank)
-                .limit(1)
-            )
-        ).scalar_one()
-        found.append(None if value is None else float(value))
-    return found[0], found[1]
+    return await nearest_rank(db, done, count, 0.5), await nearest_rank(db, done, count, 0.95)
 
 
 async def _per_day(db: AsyncSession, bot_id: str, period: Period) -> list[BotDay]:

@@ -187,17 +187,25 @@ async def _latency(db: AsyncSession, period: Period) -> LatencyStats:
     ).one()
     if not count:
         return LatencyStats(avg_ms=None, p95_ms=None)
-    rank = math.ceil(0.95 * int(count)) - 1  # one row fetched, on either database
-    p95 = (
+    p95 = await nearest_rank(db, done, int(count), 0.95)
+    return LatencyStats(avg_ms=float(avg), p95_ms=p95)
+
+
+async def nearest_rank(
+    db: AsyncSession, where: tuple[ColumnElement[bool], ...], count: int, q: float
+) -> float | None:
+    """The q-quantile (nearest rank) of the latency of `count` replies matching `where`."""
+    rank = math.ceil(q * count) - 1  # one row fetched, on either database
+    value = (
         await db.execute(
             select(Message.latency_ms)
-            .where(*done)
+            .where(*where)
             .order_by(Message.latency_ms)
             .offset(rank)
             .limit(1)
         )
     ).scalar_one()
-    return LatencyStats(avg_ms=float(avg), p95_ms=None if p95 is None else float(p95))
+    return None if value is None else float(value)
 
 
 async def _models(db: AsyncSession, period: Period) -> list[ModelUsage]:

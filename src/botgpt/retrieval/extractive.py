@@ -17,6 +17,7 @@ import numpy as np
 
 from botgpt.retrieval.embedders import Embedder
 from botgpt.retrieval.sentences import content_words, split_sentences
+from botgpt.retrieval.stores import page_at
 
 if TYPE_CHECKING:
     from botgpt.retrieval.hybrid import Hit
@@ -62,12 +63,7 @@ class Passage:
 
     def page_at(self, offset: int) -> int | None:
         """The page of a character offset within ``text``."""
-        page = self.page
-        for start, number in self.page_breaks:
-            if start > offset:
-                break
-            page = number
-        return page
+        return page_at(self.page, self.page_breaks, offset)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from botgpt.retrieval.stores import ScoredChunk
+from botgpt.retrieval.stores import ScoredChunk, page_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,12 +36,7 @@ class Hit:
 
     def page_at(self, offset: int) -> int | None:
         """The page of a character offset within ``text`` (the chunk's first page if none)."""
-        page = self.page
-        for start, number in self.page_breaks:
-            if start > offset:
-                break
-            page = number
-        return page
+        return page_at(self.page, self.page_breaks, offset)
 
 
 def _base_hit(chunk: ScoredChunk) -> Hit:

@@ -76,6 +76,17 @@ def encode_page_breaks(breaks: Sequence[tuple[int, int]]) -> str:
     return ",".join(f"{offset}:{page}" for offset, page in breaks)
 
 
+def page_at(first_page: int | None, breaks: Sequence[tuple[int, int]], offset: int) -> int | None:
+    """The page of a character offset in a chunk that starts on `first_page` and whose
+    later pages start at `breaks` ((offset, page), in order)."""
+    page = first_page
+    for start, number in breaks:
+        if start > offset:
+            break
+        page = number
+    return page
+
+
 def decode_page_breaks(raw: str | None) -> tuple[tuple[int, int], ...]:
     """Page breaks from their stored form (empty for chunks on a single page)."""
     if not raw:
