@@ -121,7 +121,8 @@ def build_context(
     """Assemble the prompt for a turn within `min(budget, trim_above)` tokens.
 
     `history` is oldest first and its last item is the newest (user) message; at most
-    `max_messages` of the older ones are kept (the memory window). Every older message
+    `max_messages` of the older ones are kept (the memory window; past it, the oldest are
+    dropped in a batch down to four fifths of it). Every older message
     left out, for the budget or the window, is reported in `dropped` (and in the
     manifest), so the caller can fold it into the running summary.
     Raises `ContextBudgetError` if the system prompt leaves no room for it.
@@ -187,7 +188,12 @@ def build_context(
             value = costs[index] = message_tokens(counter, older[index].content)
         return value
 
-    oldest_allowed = 0 if max_messages is None else max(len(older) - max_messages, 0)
+    oldest_allowed = 0
+    if max_messages is not None and len(older) > max_messages:
+        # Past the window, drop a batch at once (down to a fifth below it): the messages
+        # dropped are folded into the summary once per batch, not on every turn.
+        keep = max(max_messages - max(1, max_messages // 5), 0)
+        oldest_allowed = len(older) - keep
 
     def fill(room: int) -> int:
         """Index of the oldest message kept when `room` tokens are filled newest-first."""
