@@ -262,3 +262,50 @@ async def test_public_turn_streams_like_the_rest(
     events = [line.split(": ", 1)[1] for line in r.text.splitlines() if line.startswith("event: ")]
     assert events[0] == "start" and events[-1] == "done" and "delta" in events
     assert r.headers["x-session-id"]
+
+
+async def test_bot_events_reach_the_owners_webhooks(
+    client: httpx.AsyncClient, user: AuthedUser, ctx: AppCtx
+) -> None:
+    import asyncio
+
+    public = ctx.app.state.container.public_chat
+    seen: list[tuple[str, str, dict[str, Any]]] = []
+    saved = public.on_event
+    public.on_event = lambda owner, event, data: seen.append((owner, event, data))
+    try:
+        bot = await make_bot(client, user)
+        reply = (await say(client, bot["id"], "hello")).json()
+        await client.post(
+            f"/api/v1/chat/{bot['id']}?stream=true",
+            json={"message": "again", "session_id": reply["session_id"]},
+        )
+        await client.post(
+            f"/api/v1/chat/{bot['id']}/messages/{reply['message_id']}/feedback",
+            json={"session_id": reply["session_id"], "rating": "up"},
+        )
+        for _ in range(100):  # the streamed reply's event follows its task
+            if [e for _, e, _ in seen].count("bot.message_answered") == 2:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        public.on_event = saved
+    events = [e for _, e, _ in seen]
+    assert events == [
+        "bot.session_started",
+        "bot.message_received",
+        "bot.message_answered",
+        "bot.message_received",
+        "bot.message_answered",
+        "bot.feedback",
+    ] or sorted(events) == sorted(
+        [
+            "bot.session_started",
+            "bot.message_received",
+            "bot.message_answered",
+            "bot.message_received",
+            "bot.message_answered",
+            "bot.feedback",
+        ]
+    )
+    assert all(owner == user.id and data["bot_id"] == bot["id"] for owner, _, data in seen)

@@ -64,7 +64,10 @@ async def visitor_message(
     visitor = await public.prepare(bot_id, body, address)
     headers = {"X-Session-ID": visitor.session_id}
     if stream or body.stream:
-        streamed = live_response(c.streams, c.streams.start(visitor.turn))
+        live = c.streams.start(visitor.turn)
+        if live.task is not None:  # the owner's webhooks hear of the reply once it is done
+            live.task.add_done_callback(lambda _task: public.answered(visitor))
+        streamed = live_response(c.streams, live)
         streamed.headers.update(headers)
         return streamed
     response.headers.update(headers)
