@@ -109,12 +109,7 @@ async def _refuse(send: Send, origin: str) -> None:
         {
             "type": "http.response.start",
             "status": 403,
-            # Readable by the refused page, so the widget can say why it shows no launcher.
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"vary", b"Origin"),
-                (b"access-control-allow-origin", origin.encode("latin-1", "replace")),
-            ],
+            "headers": [(b"content-type", b"application/json"), (b"vary", b"Origin")],
         }
     )
     await send({"type": "http.response.body", "body": body})

@@ -86,6 +86,8 @@
       else document.addEventListener("DOMContentLoaded", function () { build(cfg); });
     })
     .catch(function (err) {
-      console.warn("BOT GPT widget: no chat launcher: " + (err && err.message ? err.message : "the bot cannot be reached"));
+      // A refused origin gets a 403 without a CORS grant, which fetch reports as a TypeError.
+      var why = err instanceof TypeError ? "this website (" + location.origin + ") is not in the bot's allowed origins, or BOT GPT cannot be reached" : err.message;
+      console.warn("BOT GPT widget: no chat launcher: " + why);
     });
 })();
