@@ -243,7 +243,7 @@ async function analyticsPage() {
     const ms = (x) => (x == null ? "–" : `${Math.round(x)} ms`);
     const cards = [["Sessions", a.sessions], ["Messages", a.user_messages], ["Replies", a.replies], ["Failed", a.failed_replies],
       ["Tokens", a.tokens.total_tokens], ["Cost", `$${a.cost_usd.toFixed(4)}`], ["Latency p50", ms(a.latency_p50_ms)], ["Latency p95", ms(a.latency_p95_ms)],
-      ["FAQ hit rate", pct(a.faq_hit_rate)], ["Not found", pct(a.not_found_rate)], ["Feedback", `👍 ${a.feedback_up} · 👎 ${a.feedback_down}`]];
+      ["FAQ hit rate", pct(a.faq_hit_rate)], ["Not found", pct(a.not_found_rate)], ["Feedback", `${a.feedback_up} up · ${a.feedback_down} down`]];
     const points = a.per_day;
     out.replaceChildren(
       h("div", { class: "cards" }, ...cards.map(([k, v]) => h("div", { class: "card" }, h("span", { class: "muted" }, k), h("b", {}, String(v))))),

@@ -92,10 +92,9 @@ function finish(node, message, retryText) {
     tools.append(el("span", "muted", "Sources:"));
     cites.forEach((c) => tools.append(citationChip(node, c)));
   }
-  for (const [rating, label, sign] of [["up", "Helpful", "👍"], ["down", "Not helpful", "👎"]]) {
-    const b = el("button", "", sign);
+  for (const [rating, label] of [["up", "Helpful"], ["down", "Not helpful"]]) {
+    const b = el("button", "", label);
     b.type = "button";
-    b.setAttribute("aria-label", label);
     b.setAttribute("aria-pressed", "false");
     b.dataset.rating = rating;
     b.addEventListener("click", async () => {
