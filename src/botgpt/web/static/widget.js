@@ -1,5 +1,5 @@
 /* BOT GPT widget: <script src=".../widget.js" data-bot-id="..." async></script>.
-   Draws a launcher in a closed shadow root (host styles cannot reach it) and opens the bot's
+   Draws a launcher in a shadow root (host styles cannot reach it) and opens the bot's
    chat page in an iframe; defines only window.BotGPTWidget. */
 (function () {
   "use strict";
@@ -40,7 +40,7 @@
     var colour = /^#[0-9a-fA-F]{3,8}$/.test(w.primary_color || "") ? w.primary_color : "#2563eb";
     var side = w.position === "bottom-left" ? "left" : "right";
     host = document.createElement("botgpt-widget");
-    root = host.attachShadow({ mode: "closed" });
+    root = host.attachShadow({ mode: "open" });
     sheet(root);
     launcher = document.createElement("button");
     launcher.type = "button";
