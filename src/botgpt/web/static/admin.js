@@ -3,6 +3,7 @@
 import { chart, h } from "./ui.js";
 
 let token = null;
+let me = null;
 const view = () => document.getElementById("view");
 
 async function refresh() {
@@ -36,7 +37,7 @@ function showSignin() {
 async function showApp() {
   document.getElementById("signin").classList.add("hidden");
   document.getElementById("app").classList.remove("hidden");
-  const me = await call("/api/v1/users/me");
+  me = await call("/api/v1/users/me");
   document.getElementById("who").textContent = me.email;
   route();
 }
@@ -251,11 +252,28 @@ async function analyticsPage() {
         chart("Messages per day", points.map((p) => [p.date, p.user_messages])),
         chart("Sessions per day", points.map((p) => [p.date, p.sessions])),
         chart("Replies per day", points.map((p) => [p.date, p.replies]))));
+    if (me && (me.is_admin || me.role === "analyst")) out.append(...(await overall(since)));
   };
   pick.addEventListener("change", draw); days.addEventListener("change", draw);
   view().replaceChildren(h("h1", {}, "Analytics"),
     h("div", { class: "row" }, h("label", { for: "a-bot" }, "Bot"), pick, h("label", { for: "a-days" }, "Period"), days), out);
   await draw();
+}
+
+async function overall(since) {
+  const d = await call(`/api/v1/analytics/dashboard?since=${encodeURIComponent(since)}`);
+  const rows = d.models.map((m) => h("tr", {}, h("td", {}, `${m.provider || "–"}/${m.model || "–"}`), h("td", {}, String(m.replies)),
+    h("td", {}, String(m.prompt_tokens + m.completion_tokens)), h("td", {}, `$${m.cost_usd.toFixed(4)}`), h("td", {}, m.avg_latency_ms == null ? "–" : `${Math.round(m.avg_latency_ms)} ms`)));
+  return [
+    h("h2", {}, "All of BOT GPT"),
+    h("p", {}, `Error rate ${d.error_rate == null ? "–" : `${(d.error_rate * 100).toFixed(1)}%`} · ${d.users.active} active users · $${d.cost_usd.toFixed(4)} in all`),
+    h("div", { class: "charts" },
+      chart("Tokens per day", d.daily.map((p) => [p.date, p.tokens])),
+      chart("Cost per day (USD)", d.daily.map((p) => [p.date, Number(p.cost_usd.toFixed(4))])),
+      chart("Conversations per day", d.daily.map((p) => [p.date, p.conversations]))),
+    h("h3", {}, "Per model"),
+    h("table", {}, h("thead", {}, h("tr", {}, ...["Model", "Replies", "Tokens", "Cost", "Avg latency"].map((x) => h("th", {}, x)))), h("tbody", {}, ...rows)),
+  ];
 }
 
 // ---- API keys ----
