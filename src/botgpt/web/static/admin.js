@@ -147,7 +147,7 @@ async function botPage(id) {
   });
   const side = h("div", {});
   if (bot) {
-    side.append(h("h2", {}, "Preview"), h("iframe", { title: "Chat preview", src: `/chat/${encodeURIComponent(bot.id)}?embed=1` }),
+    side.append(h("h2", {}, "Preview"), h("iframe", { title: "Chat preview", src: `/chat/${encodeURIComponent(bot.id)}?embed=1&preview=1` }),
       h("h2", {}, "Deployment"), copyRow("chat URL", bot.deployment.chat_url), copyRow("embed code", bot.deployment.embed_code));
     const versions = await call(`/api/v1/bots/${encodeURIComponent(bot.id)}/versions?limit=20`);
     const list = h("ul", {});

@@ -4,7 +4,9 @@ import { render } from "./md.js";
 const $ = (id) => document.getElementById(id);
 const botId = decodeURIComponent(location.pathname.split("/")[2] || "");
 const api = `/api/v1/chat/${encodeURIComponent(botId)}`;
-const embed = new URLSearchParams(location.search).get("embed") === "1";
+const query = new URLSearchParams(location.search);
+const embed = query.get("embed") === "1";
+const preview = query.get("preview") === "1"; // the dashboard's preview: never take the focus
 const storeKey = `botgpt.session.${botId}`;
 let sessionId = sessionStorage.getItem(storeKey);
 let config = null;
@@ -229,7 +231,7 @@ async function start() {
     document.documentElement.style.setProperty("--accent", config.widget.primary_color);
   }
   if (!(sessionId && (await history()))) welcome();
-  $("input").focus();
+  if (!preview) $("input").focus({ preventScroll: embed });
 }
 
 $("composer").addEventListener("submit", (e) => {
