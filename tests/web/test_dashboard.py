@@ -67,6 +67,7 @@ async def test_sign_in_build_a_bot_read_its_analytics_and_sign_out(
     assert len(bot["document_ids"]) == 1
     await page.frame_locator("iframe").get_by_text("Welcome to support!").wait_for()
     if ctx.backend == "sqlite":
+        await page.evaluate("window.scrollTo(0, 0)")
         await shot(page, "dashboard-bot.png")
     assert await serious_violations(page) == []
     await page.get_by_role("button", name="Restore").first.click()
