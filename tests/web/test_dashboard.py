@@ -92,7 +92,10 @@ async def test_sign_in_build_a_bot_read_its_analytics_and_sign_out(
         await shot(page, "dashboard-analytics.png")
     assert await serious_violations(page) == []
 
-    # Signing out revokes the session: a reload finds no valid cookie.
+    # A reload keeps the dashboard signed in (the cookie gives a new access token)...
+    await page.reload()
+    await page.get_by_text(user.email).wait_for()
+    # ...and signing out revokes the session: a reload then finds no valid cookie.
     await page.get_by_role("button", name="Sign out").click()
     await page.get_by_role("button", name="Sign in").wait_for()
     await page.reload()

@@ -1,7 +1,7 @@
 """Sign-in for the dashboard: the refresh token lives in an httpOnly cookie, never in script.
 
 The page keeps only the short-lived access token in memory; on load it asks
-`web-refresh` for a new one, which the browser sends the cookie to (SameSite=Strict and
+`web/refresh` for a new one, which the browser sends the cookie to (SameSite=Strict and
 a path limited to these routes, so no other site or route ever carries it).
 """
 
@@ -18,7 +18,7 @@ from botgpt.openapi import errors_doc
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 COOKIE = "botgpt_refresh"
-COOKIE_PATH = "/api/v1/auth/web-"
+COOKIE_PATH = "/api/v1/auth/web"
 SIGN_IN_LIMITED = [Depends(limit_sign_in)]
 
 
@@ -44,7 +44,7 @@ def _answer(request: Request, response: Response, pair: TokenPair) -> WebToken:
     return WebToken(access_token=pair.access_token, expires_in=pair.expires_in)
 
 
-@router.post("/web-login", responses=errors_doc(401, 422, 429), dependencies=SIGN_IN_LIMITED)
+@router.post("/web/login", responses=errors_doc(401, 422, 429), dependencies=SIGN_IN_LIMITED)
 async def web_login(
     body: LoginRequest, request: Request, response: Response, db: SessionDep, c: ContainerDep
 ) -> WebToken:
@@ -52,7 +52,7 @@ async def web_login(
     return _answer(request, response, await c.auth.login(db, body.email, body.password))
 
 
-@router.post("/web-refresh", responses=errors_doc(401, 429), dependencies=SIGN_IN_LIMITED)
+@router.post("/web/refresh", responses=errors_doc(401, 429), dependencies=SIGN_IN_LIMITED)
 async def web_refresh(
     request: Request,
     response: Response,
@@ -66,7 +66,7 @@ async def web_refresh(
     return _answer(request, response, await c.auth.refresh(db, botgpt_refresh))
 
 
-@router.post("/web-logout", status_code=status.HTTP_204_NO_CONTENT, responses=errors_doc(401))
+@router.post("/web/logout", status_code=status.HTTP_204_NO_CONTENT, responses=errors_doc(401))
 async def web_logout(
     principal: CurrentPrincipal,
     response: Response,

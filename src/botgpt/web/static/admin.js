@@ -7,7 +7,7 @@ let me = null;
 const view = () => document.getElementById("view");
 
 async function refresh() {
-  const r = await fetch("/api/v1/auth/web-refresh", { method: "POST" });
+  const r = await fetch("/api/v1/auth/web/refresh", { method: "POST" });
   if (!r.ok) return false;
   token = (await r.json()).access_token;
   return true;
@@ -299,7 +299,7 @@ document.getElementById("signin").addEventListener("submit", async (e) => {
   e.preventDefault();
   const err = document.getElementById("signin-error");
   err.textContent = "";
-  const r = await fetch("/api/v1/auth/web-login", {
+  const r = await fetch("/api/v1/auth/web/login", {
     method: "POST", headers: { "content-type": "application/json" },
     body: JSON.stringify({ email: document.getElementById("email").value, password: document.getElementById("password").value }),
   });
@@ -309,7 +309,7 @@ document.getElementById("signin").addEventListener("submit", async (e) => {
   showApp();
 });
 document.getElementById("signout").addEventListener("click", async () => {
-  await call("/api/v1/auth/web-logout", { method: "POST" }).catch(() => {});
+  await call("/api/v1/auth/web/logout", { method: "POST" }).catch(() => {});
   showSignin();
 });
 window.addEventListener("hashchange", route);
