@@ -92,6 +92,22 @@ async def test_sign_in_build_a_bot_read_its_analytics_and_sign_out(
         await shot(page, "dashboard-analytics.png")
     assert await serious_violations(page) == []
 
+    # An uncovered question shows beside the FAQs and becomes one in a click.
+    r = await client.post(
+        f"/api/v1/chat/{bot['id']}", json={"message": "Who composed the Moonlight Sonata?"}
+    )
+    assert r.json()["source"] == "not_found"
+    await page.get_by_role("link", name="FAQs").click()
+    await page.get_by_role("button", name="Answer this as a FAQ").click()
+    await page.locator(".split > div:nth-child(2) textarea").nth(1).fill("Beethoven.")
+    await page.get_by_role("button", name="Add FAQ").nth(1).click()
+    await page.get_by_text("Who composed the Moonlight Sonata? — active").wait_for()
+
+    # Conversations: the visitor sessions, each with its messages, citations and manifest.
+    await page.get_by_role("link", name="Conversations").click()
+    await page.locator("tbody a").first.click()
+    await page.get_by_text("Context manifest").first.wait_for()
+
     # A reload keeps the dashboard signed in (the cookie gives a new access token)...
     await page.reload()
     await page.get_by_text(user.email).wait_for()

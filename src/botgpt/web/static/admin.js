@@ -194,39 +194,72 @@ async function documentsPage() {
 
 // ---- Conversations ----
 async function conversationsPage() {
-  const data = await call("/api/v1/conversations?limit=50");
-  const rows = (data.items || []).map((c) => h("tr", {}, h("td", {}, h("a", { href: `#/conversation/${encodeURIComponent(c.id)}` }, c.title || "(untitled)")), h("td", {}, c.mode), h("td", {}, new Date(c.created_at).toLocaleString())));
-  view().replaceChildren(h("h1", {}, "Conversations"), h("table", {}, h("tbody", {}, ...rows)));
+  const data = await call("/api/v1/conversations?limit=100");
+  const search = h("input", { id: "c-search", type: "search" });
+  const body = h("tbody", {});
+  const draw = () => {
+    const q = search.value.trim().toLowerCase();
+    body.replaceChildren(...(data.items || []).filter((c) => !q || (c.title || "").toLowerCase().includes(q)).map((c) =>
+      h("tr", {}, h("td", {}, h("a", { href: `#/conversation/${encodeURIComponent(c.id)}` }, c.title || "(untitled)")),
+        h("td", {}, c.mode), h("td", {}, String(c.message_count)), h("td", {}, new Date(c.updated_at).toLocaleString()))));
+  };
+  search.addEventListener("input", draw);
+  draw();
+  view().replaceChildren(h("h1", {}, "Conversations"), h("div", { class: "row" }, h("label", { for: "c-search" }, "Search titles"), search),
+    h("table", {}, h("thead", {}, h("tr", {}, ...["Title", "Mode", "Messages", "Last activity"].map((x) => h("th", {}, x)))), body));
 }
 
 async function conversationPage(id) {
   const c = await call(`/api/v1/conversations/${encodeURIComponent(id)}`);
   const items = (c.messages || []).map((m) => h("section", { class: "card" },
-    h("p", {}, h("strong", {}, m.role), ` · ${m.status}${m.model ? ` · ${m.provider}/${m.model}` : ""}${m.usage ? ` · ${m.usage.total_tokens} tokens` : ""}${m.cost_usd != null ? ` · $${m.cost_usd.toFixed(5)}` : ""}`),
-    h("p", {}, m.content),
+    h("p", {}, h("strong", {}, m.role), ` · ${m.status}${m.source ? ` · ${m.source}` : ""}${m.model ? ` · ${m.provider}/${m.model}` : ""}${m.usage ? ` · ${m.usage.total_tokens} tokens` : ""}${m.cost_usd != null ? ` · $${m.cost_usd.toFixed(5)}` : ""}${m.latency_ms != null ? ` · ${Math.round(m.latency_ms)} ms` : ""}`),
+    h("p", { class: "pre" }, m.content),
+    m.error ? h("p", { class: "error" }, m.error.message) : "",
     ...(m.citations || []).map((x) => h("p", { class: "muted" }, `[${x.number}] ${x.document_name}${x.page != null ? `, page ${x.page}` : ""}: ${x.snippet}`)),
-    m.context_manifest ? h("details", {}, h("summary", {}, "Context manifest"), h("pre", {}, JSON.stringify(m.context_manifest, null, 2))) : ""));
-  view().replaceChildren(h("h1", {}, c.title || "Conversation"), ...items);
+    m.context_manifest ? h("details", {}, h("summary", {}, "Context manifest (what the model was given)"), h("pre", {}, JSON.stringify(m.context_manifest, null, 2))) : ""));
+  view().replaceChildren(h("h1", {}, c.title || "Conversation"),
+    h("p", { class: "muted" }, `${c.usage.total_tokens} tokens · $${c.usage.cost_usd.toFixed(5)}`), ...items);
 }
 
 // ---- FAQs ----
+function faqForm(faq, onSaved) {
+  const n = faq ? faq.id : `new-${Math.random().toString(36).slice(2, 8)}`;
+  const q = h("textarea", { id: `q-${n}`, rows: "2" }), a = h("textarea", { id: `a-${n}`, rows: "3" });
+  const status = h("select", { id: `s-${n}` }, ...["active", "draft", "archived"].map((x) => h("option", { value: x }, x)));
+  q.value = faq ? faq.question : ""; a.value = faq ? faq.answer || "" : ""; status.value = faq && faq.status ? faq.status : "active";
+  const note = h("p", { role: "status" });
+  const form = h("form", { class: "card" }, h("label", { for: q.id }, "Question"), q, h("label", { for: a.id }, "Answer"), a,
+    h("label", { for: status.id }, "Status"), status, note, h("button", { type: "submit", class: "primary" }, faq && faq.id ? "Save FAQ" : "Add FAQ"));
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const json = { question: q.value, answer: a.value, status: status.value };
+    try {
+      if (faq && faq.id) await call(`/api/v1/faqs/${encodeURIComponent(faq.id)}`, { method: "PATCH", json });
+      else await call("/api/v1/faqs", { method: "POST", json });
+      onSaved();
+    } catch (err) { note.textContent = err.message; note.className = "error"; }
+  });
+  return form;
+}
+
 async function faqsPage() {
   const [faqs, bots] = await Promise.all([call("/api/v1/faqs?limit=100"), call("/api/v1/bots?limit=100")]);
-  const list = h("ul", {}, ...(faqs.items || []).map((f) => h("li", {}, h("strong", {}, f.question), ` — ${f.answer}`)));
-  const unanswered = h("div", {});
+  const left = h("div", {}, h("h2", {}, "New FAQ"), faqForm(null, faqsPage), h("h2", {}, `FAQs (${faqs.total})`),
+    ...(faqs.items || []).map((f) => h("details", {}, h("summary", {}, `${f.question} — ${f.status}, ${f.hits} hits`), faqForm(f, faqsPage))));
+  const right = h("div", {}, h("h2", {}, "Unanswered questions"));
   for (const b of bots.items) {
     const u = await call(`/api/v1/bots/${encodeURIComponent(b.id)}/unanswered?limit=20`);
     if (!u.items.length) continue;
-    unanswered.append(h("h3", {}, b.name), h("ul", {}, ...u.items.map((q) => {
+    right.append(h("h3", {}, b.name));
+    for (const item of u.items) {
+      const box = h("div", {});
       const add = h("button", { type: "button" }, "Answer this as a FAQ");
-      add.addEventListener("click", async () => {
-        const answer = prompt(`Answer to: ${q.question}`);
-        if (answer) { await call("/api/v1/faqs", { method: "POST", json: { question: q.question, answer } }); faqsPage(); }
-      });
-      return h("li", {}, `${q.question} (${q.reason}) `, add);
-    })));
+      add.addEventListener("click", () => { box.replaceChildren(faqForm({ question: item.question, answer: "" }, faqsPage)); box.querySelector("textarea:nth-of-type(2)")?.focus(); });
+      right.append(h("div", { class: "card" }, h("p", {}, item.question), h("p", { class: "muted" }, item.reason === "not_found" ? "Not covered by the documents" : "Thumbs down"), add, box));
+    }
   }
-  view().replaceChildren(h("h1", {}, "FAQs"), h("div", { class: "split" }, h("div", {}, h("h2", {}, "FAQs"), list), h("div", {}, h("h2", {}, "Unanswered questions"), unanswered)));
+  if (right.children.length === 1) right.append(h("p", { class: "muted" }, "None: every question was answered."));
+  view().replaceChildren(h("h1", {}, "FAQs"), h("div", { class: "split" }, left, right));
 }
 
 // ---- Analytics ----
