@@ -117,8 +117,10 @@ async def open_tab(browser: pw_api.Browser) -> AsyncIterator[Callable[..., Await
     """Opens pages in fresh contexts; any dialog (alert, confirm) is recorded and dismissed."""
     contexts: list[pw_api.BrowserContext] = []
 
-    async def open_(url: str, width: int = 1280, height: int = 800) -> Tab:
-        context = await browser.new_context(viewport={"width": width, "height": height})
+    async def open_(url: str, width: int = 1280, height: int = 800, dark: bool = False) -> Tab:
+        context = await browser.new_context(
+            viewport={"width": width, "height": height}, color_scheme="dark" if dark else "light"
+        )
         context.set_default_timeout(TIMEOUT_MS)
         contexts.append(context)
         page = await context.new_page()

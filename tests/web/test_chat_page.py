@@ -103,7 +103,7 @@ async def test_phone_layout_keyboard_and_stop(
 ) -> None:
     bot = await make_bot(client, user, welcome_message="Hi there.")
     fake.enqueue(FakeReply(text="word " * 200, chunk_size=5, chunk_delay=0.05))
-    tab = await open_tab(f"{live}/chat/{bot['id']}", width=390, height=760)
+    tab = await open_tab(f"{live}/chat/{bot['id']}", width=390, height=760, dark=True)
     page = tab.page
     await page.get_by_text("Hi there.").wait_for()
     # Keyboard alone: the message box has focus; Enter sends.
@@ -124,6 +124,7 @@ async def test_phone_layout_keyboard_and_stop(
     fake.enqueue("Short answer.")
     await page.get_by_role("button", name="Retry").click()
     await page.get_by_text("Short answer.").wait_for()
+    assert await serious_violations(page) == []  # the dark scheme is readable too
 
 
 async def test_hostile_markup_in_messages_and_replies_stays_inert(

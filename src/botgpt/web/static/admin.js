@@ -165,7 +165,8 @@ async function botPage(id) {
 let poll = null;
 async function documentsPage() {
   clearTimeout(poll);
-  const data = await call("/api/v1/documents?limit=100");
+  const [data, bots] = await Promise.all([call("/api/v1/documents?limit=100"), call("/api/v1/bots?limit=100")]);
+  const usedBy = (id) => bots.items.filter((b) => b.document_ids.includes(id)).map((b) => b.name).join(", ") || "–";
   const input = h("input", { type: "file", id: "files", multiple: "" });
   const drop = h("div", { class: "drop" }, h("label", { for: "files" }, "Drop files here or choose them"), input);
   const note = h("p", { role: "status" });
@@ -185,10 +186,10 @@ async function documentsPage() {
     const del = h("button", { type: "button" }, "Delete");
     del.addEventListener("click", async () => { await call(`/api/v1/documents/${encodeURIComponent(d.id)}`, { method: "DELETE" }); documentsPage(); });
     const state = d.status === "failed" && d.error ? `failed: ${d.error.message}` : d.status === "ready" ? "ready" : `${d.status} ${Math.round(d.progress * 100)}%`;
-    return h("tr", {}, h("td", {}, d.filename), h("td", { class: "doc-status" }, state), h("td", {}, String(d.chunk_count)), h("td", {}, del));
+    return h("tr", {}, h("td", {}, d.filename), h("td", { class: "doc-status" }, state), h("td", {}, String(d.chunk_count)), h("td", {}, usedBy(d.id)), h("td", {}, del));
   });
   view().replaceChildren(h("h1", {}, "Documents"), drop, note,
-    h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "File"), h("th", {}, "Status"), h("th", {}, "Chunks"), h("th", {}, ""))), h("tbody", {}, ...rows)));
+    h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "File"), h("th", {}, "Status"), h("th", {}, "Chunks"), h("th", {}, "Used by"), h("th", {}, ""))), h("tbody", {}, ...rows)));
   if (data.items.some((d) => d.status !== "ready" && d.status !== "failed")) poll = setTimeout(() => location.hash.startsWith("#/documents") && documentsPage(), 1000);
 }
 
@@ -266,13 +267,15 @@ async function faqsPage() {
 async function analyticsPage() {
   const bots = await call("/api/v1/bots?limit=100");
   const pick = h("select", { id: "a-bot" }, ...bots.items.map((b) => h("option", { value: b.id }, b.name)));
-  const days = h("select", { id: "a-days" }, ...[7, 30, 90].map((d) => h("option", { value: String(d) }, `Last ${d} days`)));
-  days.value = "30";
+  const day = (offset) => new Date(Date.now() + offset * 86400000).toISOString().slice(0, 10);
+  const from = h("input", { id: "a-from", type: "date" }), to = h("input", { id: "a-to", type: "date" });
+  from.value = day(-29); to.value = day(0);
   const out = h("div", {});
   const draw = async () => {
     if (!pick.value) { out.replaceChildren(h("p", { class: "muted" }, "No bots yet.")); return; }
-    const since = new Date(Date.now() - Number(days.value) * 86400000).toISOString();
-    const a = await call(`/api/v1/analytics/bots/${encodeURIComponent(pick.value)}?since=${encodeURIComponent(since)}`);
+    const since = `${from.value}T00:00:00Z`, until = new Date(Date.parse(`${to.value}T00:00:00Z`) + 86400000).toISOString();
+    const range = `since=${encodeURIComponent(since)}&until=${encodeURIComponent(until)}`;
+    const a = await call(`/api/v1/analytics/bots/${encodeURIComponent(pick.value)}?${range}`);
     const pct = (x) => (x == null ? "–" : `${Math.round(x * 100)}%`);
     const ms = (x) => (x == null ? "–" : `${Math.round(x)} ms`);
     const cards = [["Sessions", a.sessions], ["Messages", a.user_messages], ["Replies", a.replies], ["Failed", a.failed_replies],
@@ -285,16 +288,16 @@ async function analyticsPage() {
         chart("Messages per day", points.map((p) => [p.date, p.user_messages])),
         chart("Sessions per day", points.map((p) => [p.date, p.sessions])),
         chart("Replies per day", points.map((p) => [p.date, p.replies]))));
-    if (me && (me.is_admin || me.role === "analyst")) out.append(...(await overall(since)));
+    if (me && (me.is_admin || me.role === "analyst")) out.append(...(await overall(range)));
   };
-  pick.addEventListener("change", draw); days.addEventListener("change", draw);
+  for (const input of [pick, from, to]) input.addEventListener("change", () => draw().catch(failure));
   view().replaceChildren(h("h1", {}, "Analytics"),
-    h("div", { class: "row" }, h("label", { for: "a-bot" }, "Bot"), pick, h("label", { for: "a-days" }, "Period"), days), out);
+    h("div", { class: "row" }, h("label", { for: "a-bot" }, "Bot"), pick, h("label", { for: "a-from" }, "From"), from, h("label", { for: "a-to" }, "To"), to), out);
   await draw();
 }
 
-async function overall(since) {
-  const d = await call(`/api/v1/analytics/dashboard?since=${encodeURIComponent(since)}`);
+async function overall(range) {
+  const d = await call(`/api/v1/analytics/dashboard?${range}`);
   const rows = d.models.map((m) => h("tr", {}, h("td", {}, `${m.provider || "–"}/${m.model || "–"}`), h("td", {}, String(m.replies)),
     h("td", {}, String(m.prompt_tokens + m.completion_tokens)), h("td", {}, `$${m.cost_usd.toFixed(4)}`), h("td", {}, m.avg_latency_ms == null ? "–" : `${Math.round(m.avg_latency_ms)} ms`)));
   return [
