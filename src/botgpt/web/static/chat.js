@@ -227,6 +227,12 @@ async function start() {
   const name = (config.widget && config.widget.title) || config.name;
   document.title = name;
   $("title").textContent = name;
+  if (config.widget && /^https:\/\//.test(config.widget.avatar_url || "")) {
+    const img = el("img", "avatar");
+    img.alt = "";
+    img.src = config.widget.avatar_url;
+    document.querySelector(".chat header .dot").replaceWith(img);
+  }
   if (config.widget && /^#[0-9a-fA-F]{3,8}$/.test(config.widget.primary_color || "")) {
     document.documentElement.style.setProperty("--accent", config.widget.primary_color);
   }
