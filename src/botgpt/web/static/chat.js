@@ -88,6 +88,10 @@ function finish(node, message, retryText) {
     return;
   }
   if (!message || !message.id) return;
+  if (status !== "complete") {
+    node.append(el("div", "state muted", "This reply is still being written; reload in a moment."));
+    return;
+  }
   const tools = el("div", "tools");
   const cites = (message.citations || []).filter((c) => c.cited_in_answer !== false);
   if (cites.length) {
