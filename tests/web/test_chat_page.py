@@ -67,6 +67,7 @@ async def _chat_and_reload(
         "const t = b[b.length - 1].textContent; return t.length > 0 && !t.includes('30 days'); }"
     )  # part of the reply is on screen before the rest arrives
     await reply.locator(".tools").wait_for()
+    assert await reply.locator(".state").count() == 0, await reply.inner_text()
     assert "full refund within 30 days" in (await reply.inner_text()).replace("\n", " ")
     assert await reply.locator("strong").inner_text() == "full refund"
     chip = reply.locator(".body .chip").first

@@ -76,24 +76,25 @@ const FIELDS = [
   ["name", "Name", "text"], ["description", "Description", "text"], ["system_prompt", "System prompt", "area"],
   ["welcome_message", "Welcome message", "area"], ["starters", "Starter questions (one per line)", "lines"],
   ["allowed_origins", "Allowed origins for the widget (one per line)", "lines"],
-  ["model", "Model", "text"], ["temperature", "Temperature", "number"], ["max_tokens", "Reply length (tokens)", "number"],
+  ["provider", "Provider", ["default", "local", "openai", "anthropic", "groq"]], ["model", "Model", "text"], ["base_url", "Provider URL (https)", "text"], ["temperature", "Temperature", "number"], ["max_tokens", "Reply length (tokens)", "number"],
   ["top_k", "Passages per answer", "number"], ["min_score", "Relevance floor", "number"], ["memory_messages", "Memory (messages)", "number"],
   ["session_message_cap", "Messages per session", "number"], ["daily_message_cap", "Messages per day", "number"],
-  ["faq_first", "Answer from FAQs first", "check"], ["active", "Active", "check"],
-  ["widget.title", "Widget title", "text"], ["widget.primary_color", "Colour", "color"], ["widget.launcher_text", "Launcher text", "text"],
+  ["faq_first", "Answer from FAQs first", "check"], ["faq_threshold", "FAQ match threshold", "number"], ["active", "Active", "check"],
+  ["widget.title", "Widget title", "text"], ["widget.primary_color", "Colour", "color"], ["widget.position", "Launcher side", ["bottom-right", "bottom-left"]], ["widget.launcher_text", "Launcher text", "text"],
 ];
 
 function fieldInput([key, label, kind], bot) {
   const id = `f-${key.replace(".", "-")}`;
   const value = key.startsWith("widget.") ? (bot ? bot.widget[key.slice(7)] : null) : bot ? bot[key] : null;
   let input;
-  if (kind === "area" || kind === "lines") input = h("textarea", { id, rows: kind === "area" ? 4 : 3 });
+  if (Array.isArray(kind)) input = h("select", { id }, ...kind.map((o) => h("option", { value: o }, o)));
+  else if (kind === "area" || kind === "lines") input = h("textarea", { id, rows: kind === "area" ? 4 : 3 });
   else input = h("input", { id, type: kind === "check" ? "checkbox" : kind === "number" ? "number" : kind === "color" ? "color" : "text", step: "any" });
   if (kind === "check") input.checked = bot ? Boolean(value) : key === "active";
   else if (kind === "lines") input.value = (value || []).join("\n");
   else if (value != null) input.value = String(value);
   else if (kind === "color") input.value = "#2563eb";
-  input.dataset.key = key; input.dataset.kind = kind;
+  input.dataset.key = key; input.dataset.kind = Array.isArray(kind) ? "choice" : kind;
   return h("div", {}, h("label", { for: id }, label), input);
 }
 

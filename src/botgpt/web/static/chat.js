@@ -157,7 +157,7 @@ async function send(text) {
   node.setAttribute("aria-busy", "true");
   const controller = new AbortController();
   setBusy(controller);
-  let reply = "", message = null, failure = null;
+  let reply = "", message = null, failure = null, ended = false;
   try {
     const body = { message: text };
     if (sessionId) body.session_id = sessionId;
@@ -175,7 +175,8 @@ async function send(text) {
       for await (const frame of frames(response)) {
         if (frame.event === "delta") {
           reply += frame.data.text || "";
-          if (!pending) { pending = true; requestAnimationFrame(() => { pending = false; fill(node, reply); scroll(); }); }
+          // One repaint per frame; a repaint due after the reply ended must not undo the final one.
+          if (!pending) { pending = true; requestAnimationFrame(() => { pending = false; if (!ended) { fill(node, reply); scroll(); } }); }
         } else if (frame.event === "done") message = frame.data.assistant_message;
         else if (frame.event === "error") failure = { status: "failed", error: { message: frame.data.message || "The reply failed." } };
         else if (frame.event === "cancelled" || frame.event === "failed") message = frame.data.assistant_message;
@@ -184,6 +185,7 @@ async function send(text) {
   } catch (err) {
     failure = { status: controller.signal.aborted ? "cancelled" : "failed", error: { message: "The connection was lost." } };
   }
+  ended = true;
   setBusy(null);
   node.removeAttribute("aria-busy");
   if (message && message.status === "complete") { fill(node, message.content, message); finish(node, message); }
