@@ -17,4 +17,6 @@ scripts/lint_deploy.sh
 # Container step: build the image and get an answer from it (skips with a message where
 # the machine cannot run containers; BOTGPT_CONTAINER_SMOKE=0 skips it on purpose).
 scripts/container_smoke.sh
+# Headless Chromium for the browser tests (tests/web), from the distribution.
+scripts/install_browser.sh
 exec .venv/bin/python -m pytest "$@"

@@ -43,6 +43,8 @@ from botgpt.openai_api.router import router as openai_router
 from botgpt.openapi import install_openapi
 from botgpt.privacy.router import router as privacy_router
 from botgpt.text import refuse_nul_parameters
+from botgpt.web.auth_router import router as web_auth_router
+from botgpt.web.router import router as web_router
 from botgpt.webhooks.router import router as webhooks_router
 
 log = logging.getLogger("botgpt")
@@ -112,6 +114,7 @@ def create_app(
 
     app.include_router(ops_router)
     app.include_router(auth_router)
+    app.include_router(web_auth_router)
     app.include_router(profile_router)
     app.include_router(conversations_router)
     app.include_router(seed_router)
@@ -134,6 +137,7 @@ def create_app(
     # After /api/v1/chat/send and /ws: anything else under /api/v1/chat/ is a bot's.
     app.include_router(public_chat_router, prefix="/api/v1/chat")
     app.include_router(public_chat_router, prefix="/api/chat", include_in_schema=False)  # seed 003
+    app.include_router(web_router)  # the pages: /, /admin, /chat/{bot_id}, /widget.js, /static
     # Counted while the body is read, Content-Length or not; uploads enforce their own limit.
     # Added before CORS so that its 413s carry the CORS headers too.
     app.add_middleware(

@@ -44,9 +44,10 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                own = message.get("headers", [])
                 message["headers"] = [
-                    *message.get("headers", []),
-                    *self.headers,
+                    *own,
+                    *(h for h in self.headers if not _framing_decided(h, own)),
                     (b"x-request-id", rid.encode()),
                 ]
             await send(message)
@@ -72,3 +73,11 @@ class RequestContextMiddleware:
                     },
                 )
             request_id_var.reset(token)
+
+
+def _framing_decided(header: tuple[bytes, bytes], own: list[tuple[bytes, bytes]]) -> bool:
+    # A page that says who may frame it (CSP frame-ancestors: the chat page inside a bot's
+    # widget) must not also get the blanket X-Frame-Options: DENY, which browsers obey first.
+    return header[0] == b"x-frame-options" and any(
+        name == b"content-security-policy" and b"frame-ancestors" in value for name, value in own
+    )
