@@ -45,6 +45,7 @@ ID_OF: dict[str, Callable[[Owned], str] | None] = {
     "number": None,  # a bot's version number: the bot's id says whose it is
     "kind": None,  # the caller's own consent of this kind
     "session_id": None,  # a bot visitor's session: a random capability of the public chat
+    "name": None,  # a static file of the web pages: the same for everyone
 }
 # Path parameters naming a user: a route about another user is an admin's route (403).
 ADMIN_PARAMS = {"user_id"}
@@ -54,6 +55,7 @@ FIXED: dict[str, str] = {
     "number": "1",
     "kind": "marketing",
     "session_id": "visitor-session-1",
+    "name": "style.css",
 }
 # A valid body for each request model, so that the access check (not validation) answers.
 BODY_OF: dict[str, dict[str, Any]] = {

@@ -182,7 +182,12 @@ def owner_of(document_id: str) -> Select[str]:
     },
     openapi_extra=_UPLOAD_BODY,
 )
-@seed_router.post("", status_code=status.HTTP_201_CREATED, response_model=DocumentUploaded)
+@seed_router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DocumentUploaded,
+    openapi_extra=_UPLOAD_BODY,
+)
 async def upload_document(
     request: Request,
     principal: CurrentPrincipal,
