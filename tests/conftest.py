@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import secrets
 import uuid
@@ -203,3 +205,22 @@ class ConversationFactory:
 def conversations(client: httpx.AsyncClient) -> ConversationFactory:
     """Factory of conversations."""
     return ConversationFactory(client)
+
+
+@contextlib.asynccontextmanager
+async def serve_app(app: FastAPI) -> AsyncIterator[int]:
+    """`app` served by a real uvicorn server on 127.0.0.1 (lifespan off); yields its port."""
+    import uvicorn
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_config=None)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    for _ in range(500):
+        if server.started:
+            break
+        await asyncio.sleep(0.01)
+    try:
+        yield int(server.servers[0].sockets[0].getsockname()[1])
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 15)

@@ -10,12 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from botgpt.conversations.streams import StreamHub
 from botgpt.conversations.turn import ChatService
 from botgpt.llm.fake import FakeProvider, FakeReply
-from tests.conftest import AppCtx, AuthedUser, ConversationFactory
+from tests.conftest import AppCtx, AuthedUser, ConversationFactory, serve_app
 
 LONG = "The quick brown fox jumps over the lazy dog. " * 4
 
@@ -23,18 +22,11 @@ LONG = "The quick brown fox jumps over the lazy dog. " * 4
 @pytest.fixture
 async def live(ctx: AppCtx) -> AsyncIterator[httpx.AsyncClient]:
     """A real uvicorn server on 127.0.0.1 serving the test app, and a client for it."""
-    config = uvicorn.Config(ctx.app, host="127.0.0.1", port=0, lifespan="off", log_config=None)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    for _ in range(500):
-        if server.started:
-            break
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+    async with (
+        serve_app(ctx.app) as port,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client,
+    ):
         yield client
-    server.should_exit = True
-    await task
 
 
 def parse_frames(raw: str) -> list[dict[str, Any]]:

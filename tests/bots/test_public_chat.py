@@ -7,7 +7,6 @@ import uuid
 from typing import Any
 
 import httpx
-import pytest
 
 from botgpt.bots.public import visitor_signature
 from botgpt.llm.fake import FakeProvider
@@ -252,9 +251,8 @@ async def test_deleting_a_bot_deletes_its_conversations(
     assert (await say(client, bot["id"], "hello")).status_code == 404
 
 
-@pytest.mark.parametrize("stream", [True])
 async def test_public_turn_streams_like_the_rest(
-    client: httpx.AsyncClient, user: AuthedUser, stream: bool
+    client: httpx.AsyncClient, user: AuthedUser
 ) -> None:
     bot = await make_bot(client, user)
     r = await client.post(f"/api/v1/chat/{bot['id']}?stream=true", json={"message": "Stream me"})
@@ -290,15 +288,8 @@ async def test_bot_events_reach_the_owners_webhooks(
             await asyncio.sleep(0.01)
     finally:
         public.on_event = saved
-    events = [e for _, e, _ in seen]
-    assert events == [
-        "bot.session_started",
-        "bot.message_received",
-        "bot.message_answered",
-        "bot.message_received",
-        "bot.message_answered",
-        "bot.feedback",
-    ] or sorted(events) == sorted(
+    # The streamed reply's event may come after the feedback's: order within each reply only.
+    assert sorted(e for _, e, _ in seen) == sorted(
         [
             "bot.session_started",
             "bot.message_received",
@@ -308,4 +299,9 @@ async def test_bot_events_reach_the_owners_webhooks(
             "bot.feedback",
         ]
     )
+    assert [e for _, e, _ in seen][:3] == [
+        "bot.session_started",
+        "bot.message_received",
+        "bot.message_answered",
+    ]
     assert all(owner == user.id and data["bot_id"] == bot["id"] for owner, _, data in seen)

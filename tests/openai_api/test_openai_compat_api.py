@@ -11,14 +11,13 @@ from typing import Any
 import httpx
 import openai
 import pytest
-import uvicorn
 from starlette.requests import ClientDisconnect
 
 from botgpt.llm.base import ChatChunk, ChatRequest
 from botgpt.llm.errors import LLMError, ProviderBadResponse, ProviderTimeout, ProviderUnavailable
 from botgpt.llm.fake import FakeProvider, FakeReply
 from botgpt.retrieval.embedders import MINILM_MODEL_NAME
-from tests.conftest import AppCtx, AuthedUser
+from tests.conftest import AppCtx, AuthedUser, serve_app
 
 LONG = "The quick brown fox jumps over the lazy dog. " * 4
 
@@ -477,17 +476,8 @@ async def test_client_disconnect_stops_the_provider(
 @pytest.fixture
 async def live(ctx: AppCtx) -> AsyncIterator[str]:
     """The app served by a real uvicorn server; yields its base URL."""
-    config = uvicorn.Config(ctx.app, host="127.0.0.1", port=0, lifespan="off", log_config=None)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    for _ in range(500):
-        if server.started:
-            break
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await task
+    async with serve_app(ctx.app) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 async def test_sdk_closing_a_stream_over_the_network_stops_the_provider(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import secrets
@@ -14,9 +13,8 @@ from dataclasses import dataclass
 import httpx
 import jwt
 import pytest
-import uvicorn
 
-from tests.conftest import AppCtx, AuthedUser, UserFactory
+from tests.conftest import AppCtx, AuthedUser, UserFactory, serve_app
 
 PUBLIC_HOOK = "https://93.184.215.14/hook"  # a public IP literal: no DNS needed
 
@@ -133,14 +131,5 @@ async def bad_credentials(
 @pytest.fixture
 async def live(ctx: AppCtx) -> AsyncIterator[str]:
     """A real uvicorn server on 127.0.0.1 serving the test app; its ws:// base URL."""
-    config = uvicorn.Config(ctx.app, host="127.0.0.1", port=0, lifespan="off", log_config=None)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    for _ in range(500):
-        if server.started:
-            break
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"ws://127.0.0.1:{port}"
-    server.should_exit = True
-    await task
+    async with serve_app(ctx.app) as port:
+        yield f"ws://127.0.0.1:{port}"

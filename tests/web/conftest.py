@@ -10,9 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import uvicorn
 
-from tests.conftest import AppCtx
+from tests.conftest import AppCtx, serve_app
 from tests.documents.conftest import docs, jobs_running  # noqa: F401  (fixtures)
 
 CHROMIUM = os.environ.get("BOTGPT_CHROMIUM", "/usr/bin/chromium")
@@ -26,17 +25,8 @@ pw_api = pytest.importorskip("playwright.async_api")
 @pytest.fixture
 async def live(ctx: AppCtx) -> AsyncIterator[str]:
     """The test app served by uvicorn on 127.0.0.1; yields its base URL."""
-    config = uvicorn.Config(ctx.app, host="127.0.0.1", port=0, lifespan="off", log_config=None)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    for _ in range(500):
-        if server.started:
-            break
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await asyncio.wait_for(task, 15)
+    async with serve_app(ctx.app) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 @dataclass

@@ -88,6 +88,11 @@ def bot_public(request: Request, bot: Bot, document_ids: list[str]) -> BotPublic
     )
 
 
+async def shown(request: Request, db: SessionDep, bots: BotService, bot: Bot) -> BotPublic:
+    """The owner's view of a bot, with its documents."""
+    return bot_public(request, bot, await bots.document_ids(db, bot.id))
+
+
 def version_public(version: BotVersion) -> BotVersionPublic:
     """A version without the key's ciphertext."""
     shown = {k: v for k, v in version.snapshot.items() if k != "api_key_encrypted"}
@@ -155,7 +160,7 @@ async def get_bot(
     """One of the caller's bots."""
     owner = await c.auth.acting_owner(db, principal, owner_of(bot_id), user_id)
     bot = await bots.get(db, owner, bot_id)
-    return bot_public(request, bot, await bots.document_ids(db, bot.id))
+    return await shown(request, db, bots, bot)
 
 
 @router.patch("/{bot_id}", responses=errors_doc(401, 403, 404, 422))
@@ -177,7 +182,7 @@ async def update_bot(
     """Change a bot; a new prompt, model or provider setting makes a new version."""
     owner = await c.auth.acting_owner(db, principal, owner_of(bot_id), user_id)
     bot = await bots.update(db, principal.user_id, owner, bot_id, body)
-    return bot_public(request, bot, await bots.document_ids(db, bot.id))
+    return await shown(request, db, bots, bot)
 
 
 @router.delete(
@@ -233,7 +238,7 @@ async def restore_version(
     """Bring back a version's prompt and model settings (recorded as a new version)."""
     owner = await c.auth.acting_owner(db, principal, owner_of(bot_id), user_id)
     bot = await bots.restore(db, principal.user_id, owner, bot_id, number)
-    return bot_public(request, bot, await bots.document_ids(db, bot.id))
+    return await shown(request, db, bots, bot)
 
 
 @router.post("/{bot_id}/signing-secret", responses=errors_doc(401, 403, 404))

@@ -86,18 +86,14 @@ class AnswerCache:
 
     async def get(self, key: str) -> Hit | None:
         """The cached answer for `key`, if any and not expired."""
-        raw: str | None = None
-        if self._redis is not None:
-            try:
-                value = await self._redis.client.get(f"botgpt:answer:{key}")
-                raw = value.decode() if isinstance(value, bytes) else None
-            except (RedisError, OSError):
-                log.warning("answer cache: Redis unreachable, answering without it")
-                return None
-        else:
-            row = await self.runner.run(lambda conn: _load(conn, key))
-            raw = row
-        if raw is None:
+        if self._redis is None:
+            return await self.runner.run(lambda conn: _load(conn, key))
+        try:
+            raw = await self._redis.client.get(f"botgpt:answer:{key}")
+        except (RedisError, OSError):
+            log.warning("answer cache: Redis unreachable, answering without it")
+            return None
+        if not isinstance(raw, bytes):
             return None
         data = json.loads(raw)
         return Hit(data["answer"], data.get("citations"))
@@ -106,15 +102,16 @@ class AnswerCache:
         self, key: str, owner_id: str, answer: str, citations: list[dict[str, Any]] | None
     ) -> None:
         """Keep an answer for the TTL."""
-        raw = json.dumps({"answer": answer, "citations": citations})
-        if self._redis is not None:
-            try:
-                await self._redis.client.set(f"botgpt:answer:{key}", raw, ex=self.ttl)
-            except (RedisError, OSError):
-                log.warning("answer cache: Redis unreachable, answer not kept")
+        if self._redis is None:
+            expires = utcnow() + timedelta(seconds=self.ttl)
+            hit = Hit(answer, citations)
+            await self.runner.run(lambda conn: _store(conn, key, owner_id, hit, expires))
             return
-        expires = utcnow() + timedelta(seconds=self.ttl)
-        await self.runner.run(lambda conn: _store(conn, key, owner_id, raw, expires))
+        raw = json.dumps({"answer": answer, "citations": citations})
+        try:
+            await self._redis.client.set(f"botgpt:answer:{key}", raw, ex=self.ttl)
+        except (RedisError, OSError):
+            log.warning("answer cache: Redis unreachable, answer not kept")
 
     async def aclose(self) -> None:
         """Close the Redis connections, if any."""
@@ -125,27 +122,23 @@ class AnswerCache:
 _table = cast(Table, CachedAnswer.__table__)
 
 
-def _load(conn: Connection, key: str) -> str | None:
+def _load(conn: Connection, key: str) -> Hit | None:
     row = conn.execute(
         select(_table.c.answer, _table.c.citations, _table.c.expires_at).where(_table.c.key == key)
     ).first()
-    if row is None:
+    if row is None or row.expires_at <= utcnow():
         return None
-    if row.expires_at <= utcnow():
-        return None
-    citations = json.loads(row.citations) if row.citations else None
-    return json.dumps({"answer": row.answer, "citations": citations})
+    return Hit(row.answer, json.loads(row.citations) if row.citations else None)
 
 
-def _store(conn: Connection, key: str, owner_id: str, raw: str, expires: datetime) -> None:
-    data = json.loads(raw)
+def _store(conn: Connection, key: str, owner_id: str, hit: Hit, expires: datetime) -> None:
     conn.execute(delete(_table).where(_table.c.key == key))
     conn.execute(
         insert(_table).values(
             key=key,
             owner_id=owner_id,
-            answer=data["answer"],
-            citations=json.dumps(data["citations"]) if data["citations"] is not None else None,
+            answer=hit.answer,
+            citations=json.dumps(hit.citations) if hit.citations is not None else None,
             expires_at=expires,
         )
     )

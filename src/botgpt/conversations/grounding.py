@@ -8,16 +8,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from botgpt.retrieval.hybrid import Hit
+from botgpt.retrieval.sentences import content_words, marker_numbers, split_sentences, strip_markers
 
 GROUNDING_RULES = (
     "Answer the user's question using only the numbered sources below. "
     "Cite the sources you use with their numbers in square brackets, like [1] or [2]. "
     "If the sources do not contain the answer, say that you cannot find it in the documents."
 )
-_MARKER = re.compile(r"\[(\d{1,3})\]")
-# A sentence ends at . ! ? (followed by space or end) or at a line break.
-_SENTENCE = re.compile(r".+?(?:[.!?](?=\s|$)|\n|$)", re.DOTALL)
-_WORD = re.compile(r"\w+")
 # Words that point back to something said earlier: the question is not self-contained.
 _ANAPHORA = re.compile(
     r"\b(it|its|one|ones|that|this|those|these|they|them|their|he|she|him|her|there|"
@@ -118,17 +115,12 @@ def citations(answer: str, sources: Sequence[Source]) -> list[dict[str, Any]]:
     """
     by_number = {s.number: s for s in sources}
     claims: dict[int, list[str]] = {}
-    previous = ""
-    for start, end in _sentence_spans(answer):
-        sentence = answer[start:end]
-        claim = _MARKER.sub("", sentence)
-        if not _content_words(claim):
-            claim = previous  # "... 25 days. [1]": the marker belongs to the sentence before
-        for match in _MARKER.finditer(sentence):
-            n = int(match.group(1))
+    # Sentences keep their markers ("... 25 days. [1]" is one sentence).
+    for sentence in split_sentences(answer):
+        claim = strip_markers(sentence.text)
+        for n in marker_numbers(sentence.text):
             if n in by_number:
                 claims.setdefault(n, []).append(claim)
-        previous = claim
     if not claims:
         return [s.citation(False) for s in sources]
     return [by_number[n].citation(True, " ".join(texts)) for n, texts in claims.items()]
@@ -139,27 +131,13 @@ def quoted_offset(passage: str, claim: str) -> int | None:
 
     None when no sentence shares a content word (the claim paraphrases too freely to place).
     """
-    wanted = _content_words(claim)
+    wanted = content_words(claim)
     best, best_overlap = None, 0
-    for start, end in _sentence_spans(passage):
-        overlap = len(wanted & _content_words(passage[start:end]))
+    for sentence in split_sentences(passage):
+        overlap = len(wanted & content_words(sentence.text))
         if overlap > best_overlap:
-            best, best_overlap = start, overlap
+            best, best_overlap = sentence.start, overlap
     return best
-
-
-def _sentence_spans(text: str) -> list[tuple[int, int]]:
-    """Character spans of the sentences (or lines) of ``text``, leading blanks skipped."""
-    spans = []
-    for match in _SENTENCE.finditer(text):
-        start = match.start() + len(match.group()) - len(match.group().lstrip())
-        if start < match.end():
-            spans.append((start, match.end()))
-    return spans
-
-
-def _content_words(text: str) -> set[str]:
-    return {w for w in _WORD.findall(text.lower()) if len(w) > 2}
 
 
 def _snippet(text: str) -> str:

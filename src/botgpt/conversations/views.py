@@ -42,10 +42,10 @@ def message_public(m: Any, *, with_manifest: bool = True) -> MessagePublic:
         error=error,
         citations=m.citations,
         context_manifest=m.context_manifest if with_manifest else None,
-        source=getattr(m, "source", None),
-        faq_id=getattr(m, "faq_id", None),
-        bot_version=getattr(m, "bot_version", None),
-        support=getattr(m, "support", None),
+        source=m.source,
+        faq_id=m.faq_id,
+        bot_version=m.bot_version,
+        support=m.support,
     )
 
 
