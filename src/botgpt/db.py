@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import time
 import types
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import aiosqlite
 import sqlean
 import sqlite_vec
+from sqlalchemy import event, exc
 from sqlalchemy.dialects.sqlite.aiosqlite import AsyncAdapt_aiosqlite_dbapi
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -90,14 +92,50 @@ def _make_sqlite_engine(url: str) -> AsyncEngine:
     )
 
 
+# A pooled PostgreSQL connection idle longer than this is pinged before use.
+PING_IDLE_SECONDS = 5.0
+
+
+def _ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
+    """Ping a pooled connection on checkout only if it sat idle for `idle_seconds`.
+
+    `pool_pre_ping` pings on every checkout: BEGIN, a query and ROLLBACK, three round trips
+    in front of every transaction. A connection used a moment ago is alive; one idle for a
+    while may have been dropped (a restarted server, an idle timeout), and a failed ping
+    invalidates the whole pool, as pre-ping does, so every dead connection is replaced.
+    """
+    sync_engine = engine.sync_engine
+    dialect = sync_engine.dialect
+
+    @event.listens_for(sync_engine, "connect")
+    def _connected(dbapi_connection: Any, record: Any) -> None:
+        record.info.pop("idle_since", None)
+
+    @event.listens_for(sync_engine, "checkin")
+    def _checked_in(dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(sync_engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < idle_seconds:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as e:
+            raise exc.InvalidatePoolError(f"ping failed: {type(e).__name__}") from e
+
+
 def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
     """Create the async engine for `url`."""
     if url.startswith("sqlite"):
-        engine = _make_sqlite_engine(url)
-    else:
-        engine = create_async_engine(
-            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
-        )
+        return _make_sqlite_engine(url)
+    # LIFO: the busiest connections are reused, so their prepared statements are warm and
+    # the rest stay idle (and are pinged before their next use).
+    engine = create_async_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_use_lifo=True
+    )
+    _ping_when_idle(engine, PING_IDLE_SECONDS)
     return engine
 
 

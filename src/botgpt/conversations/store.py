@@ -1,12 +1,31 @@
-"""The chat turn's SQL, as synchronous Core functions run by `SqlRunner` in one transaction."""
+"""The chat turn's SQL, as synchronous Core functions run by `SqlRunner` in one transaction.
+
+On PostgreSQL every statement is a round trip (and so are BEGIN and COMMIT), so the turn's
+common writes also come as single statements for `SqlRunner.run_single`: data-modifying
+CTEs do in one statement what SQLite does in a transaction of several.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Integer,
+    Select,
+    Table,
+    bindparam,
+    func,
+    insert,
+    select,
+    union_all,
+    update,
+)
 
 from botgpt.conversations.links import attach_documents, attached_document_ids
 from botgpt.conversations.models import Conversation, Message
@@ -164,7 +183,14 @@ def insert_conversation(
     rows: list[MessageRecord],
     document_ids: list[str],
 ) -> None:
-    """Create a conversation with its first messages and its documents."""
+    """Create a conversation with its first messages and its documents.
+
+    Without documents, one statement on PostgreSQL (for `SqlRunner.run_single`).
+    """
+    if not document_ids and conn.dialect.name == "postgresql":
+        params = {f"c_{col.name}": values[col.name] for col in c}
+        conn.execute(_CREATE_WITH_PAIR, {**params, **_pair_params(rows, with_seq=True)})
+        return
     conn.execute(_INSERT_CONVERSATION, values)
     conn.execute(_INSERT_MESSAGES, [r.values() for r in rows])
     if document_ids:
@@ -209,9 +235,16 @@ def append_user_message(
 
 
 def finish_message(conn: Connection, values: dict[str, Any], totals: dict[str, Any] | None) -> None:
-    """Store an assistant message's outcome, and add its usage to the conversation."""
-    conn.execute(_FINISH_MESSAGE, values)
-    if totals is not None:
+    """Store an assistant message's outcome, and add its usage to the conversation.
+
+    One statement on PostgreSQL (for `SqlRunner.run_single`), two on SQLite.
+    """
+    if totals is None:
+        conn.execute(_FINISH_MESSAGE, values)
+    elif conn.dialect.name == "postgresql":
+        conn.execute(_FINISH_WITH_TOTALS, {**values, **totals})
+    else:
+        conn.execute(_FINISH_MESSAGE, values)
         conn.execute(_ADD_TOTALS, totals)
 
 
@@ -314,3 +347,91 @@ def load_message(conn: Connection, conv_id: str, owner_id: str, message_id: str)
 def set_title(conn: Connection, conv_id: str, old: str, new: str) -> None:
     """Replace an automatic title, unless the title changed meanwhile (e.g. renamed)."""
     conn.execute(update(conversations).where(c.id == conv_id, c.title == old).values(title=new))
+
+
+# -- PostgreSQL: the turn's writes as single statements ------------------------------------
+_FIELDS = [f.name for f in dataclasses.fields(MessageRecord)]
+
+# The reply's outcome and the conversation's totals.
+_FINISH_WITH_TOTALS = _ADD_TOTALS.add_cte(_FINISH_MESSAGE.returning(m.id).cte("finished"))
+
+
+def _pair_select(seq_of: Callable[[int], ColumnElement[int]], from_: Any = None) -> Any:
+    """The two new messages as a SELECT of bind parameters `r0_<column>`, `r1_<column>`."""
+    rows: list[Select[Any]] = []
+    for i in (0, 1):
+        row = select(
+            *(
+                seq_of(i).label("seq")
+                if name == "seq"
+                else bindparam(f"r{i}_{name}", type_=m[name].type)
+                for name in _FIELDS
+            )
+        )
+        rows.append(row if from_ is None else row.select_from(from_))
+    return union_all(*rows)
+
+
+def _pair_params(rows: list[MessageRecord], with_seq: bool) -> dict[str, Any]:
+    return {
+        f"r{i}_{name}": value
+        for i, row in enumerate(rows)
+        for name, value in row.values().items()
+        if with_seq or name != "seq"
+    }
+
+
+# Reserve two sequence numbers and insert the pair numbered from them. Grounded
+# conversations take the transaction (`append_user_message`): their documents come first.
+_bump = _BUMP.where(c.mode != "grounded").cte("bump")
+_APPEND_PAIR = select(
+    _bump.c.next_seq, _bump.c.title, _bump.c.mode, _bump.c.summary, _bump.c.summary_message_id
+).add_cte(
+    insert(messages)
+    .from_select(
+        _FIELDS,
+        _pair_select(lambda i: _bump.c.next_seq - (2 - i), _bump),
+        include_defaults=False,
+    )
+    .cte("pair")
+)
+
+# A new conversation with its first two messages.
+_CREATE_WITH_PAIR = (
+    insert(messages)
+    .from_select(
+        _FIELDS,
+        _pair_select(lambda i: bindparam(f"r{i}_seq", type_=Integer)),
+        include_defaults=False,
+    )
+    .add_cte(
+        insert(conversations)
+        .values({col.name: bindparam(f"c_{col.name}", type_=col.type) for col in c})
+        .returning(c.id)
+        .cte("created")
+    )
+)
+
+
+def append_pair(
+    conn: Connection, conv_id: str, owner_id: str, text: str, now: datetime,
+    rows: list[MessageRecord],
+) -> Appended | None:  # fmt: skip
+    """PostgreSQL, one statement: reserve two sequence numbers and insert `rows` with them.
+
+    The rows' `seq` is set from the reservation; the history is left to `history`. None if
+    the conversation is not the owner's or is grounded (`append_user_message` decides).
+    """
+    params = {"cid": conv_id, "uid": owner_id, "preview": text[:PREVIEW_CHARS], "now": now}
+    row = conn.execute(_APPEND_PAIR, {**params, **_pair_params(rows, with_seq=False)}).first()
+    if row is None:
+        return None
+    next_seq, title, mode, summary, summary_mid = row
+    for i, message in enumerate(rows):
+        message.seq = next_seq - 2 + i
+    return Appended(next_seq - 2, title, mode, summary, summary_mid, [])
+
+
+def pair_history(conn: Connection, conv_id: str, appended: Appended) -> list[HistoryRow]:
+    """The history `append_pair` left out (one statement)."""
+    return _history(conn, conv_id, appended.user_seq, appended.summary_message_id)
