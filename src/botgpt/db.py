@@ -97,28 +97,26 @@ PING_IDLE_SECONDS = 5.0
 
 
 def _ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
-    """Ping a pooled connection on checkout only if it sat idle for `idle_seconds`.
+    """Ping a pooled connection on checkout only if it was not used for `idle_seconds`.
 
     `pool_pre_ping` pings on every checkout: BEGIN, a query and ROLLBACK, three round trips
     in front of every transaction. A connection used a moment ago is alive; one idle for a
     while may have been dropped (a restarted server, an idle timeout), and a failed ping
     invalidates the whole pool, as pre-ping does, so every dead connection is replaced.
+    The listener is on the pool, not the engine: an engine with listeners dispatches
+    events on every begin and rollback of every connection.
     """
-    sync_engine = engine.sync_engine
-    dialect = sync_engine.dialect
+    pool = engine.sync_engine.pool
+    dialect = engine.sync_engine.dialect
 
-    @event.listens_for(sync_engine, "connect")
-    def _connected(dbapi_connection: Any, record: Any) -> None:
-        record.info.pop("idle_since", None)
-
-    @event.listens_for(sync_engine, "checkin")
-    def _checked_in(dbapi_connection: Any, record: Any) -> None:
-        record.info["idle_since"] = time.monotonic()
-
-    @event.listens_for(sync_engine, "checkout")
+    @event.listens_for(pool, "checkout")
     def _checked_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
-        since = record.info.get("idle_since")
-        if since is None or time.monotonic() - since < idle_seconds:
+        # Measured from the last checkout, not the last checkin: one listener, and a
+        # connection held that long gets one ping too many at worst.
+        now = time.monotonic()
+        last = record.info.get("used_at")
+        record.info["used_at"] = now
+        if last is None or now - last < idle_seconds:
             return
         try:
             dialect.do_ping(dbapi_connection)
@@ -130,11 +128,12 @@ def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
     """Create the async engine for `url`."""
     if url.startswith("sqlite"):
         return _make_sqlite_engine(url)
-    # LIFO: the busiest connections are reused, so their prepared statements are warm and
-    # the rest stay idle (and are pinged before their next use).
-    engine = create_async_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_use_lifo=True
-    )
+    # Up to twice `pool_size` connections, as before, but kept once opened: an overflow
+    # connection closed on return is reopened (TLS probe, authentication, type setup, every
+    # statement prepared again) by the next burst, which at 32 concurrent turns was every
+    # few turns. LIFO: the busiest connections are reused, so their prepared statements
+    # are warm and the rest stay idle (and are pinged before their next use).
+    engine = create_async_engine(url, pool_size=2 * pool_size, max_overflow=0, pool_use_lifo=True)
     _ping_when_idle(engine, PING_IDLE_SECONDS)
     return engine
 

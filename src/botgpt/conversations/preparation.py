@@ -186,7 +186,7 @@ class Preparer:
     async def _append_single(
         self, request: TurnRequest, profile: TurnProfile, now: Any
     ) -> store.AppendResult:
-        """PostgreSQL: the pair in one statement, then the history in another (no transaction).
+        """PostgreSQL: the pair stored and the history read in one statement (one round trip).
 
         None when that does not apply (a grounded conversation, or none of the owner's):
         the caller then takes the transaction, which tells the two apart.
@@ -199,14 +199,7 @@ class Preparer:
                 conn, conversation_id, request.owner_id, request.text, now, rows
             )
         )
-        if appended is None:
-            return None
-        # Read after the pair committed: a concurrent send's question, numbered before ours,
-        # is in the history as it would be in the transaction.
-        appended.history = await self.runner.run_single(
-            lambda conn: store.pair_history(conn, conversation_id, appended)
-        )
-        return appended, rows
+        return None if appended is None else (appended, rows)
 
     async def _regenerate(self, request: TurnRequest, profile: TurnProfile) -> Turn:
         conversation_id, message_id = request.conversation_id, request.regenerate

@@ -14,18 +14,22 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import (
+    ARRAY,
     ColumnElement,
     Connection,
     Integer,
     Select,
+    String,
     Table,
     bindparam,
     func,
     insert,
     select,
+    true,
     union_all,
     update,
 )
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from botgpt.conversations.links import attach_documents, attached_document_ids
 from botgpt.conversations.models import Conversation, Message
@@ -381,19 +385,63 @@ def _pair_params(rows: list[MessageRecord], with_seq: bool) -> dict[str, Any]:
     }
 
 
-# Reserve two sequence numbers and insert the pair numbered from them. Grounded
+# Reserve two sequence numbers, insert the pair numbered from them and read the history
+# before them, in one statement. The history is read in the statement's snapshot: a send
+# to the same conversation that committed while this one waited for its row lock is
+# numbered before this one but not in its history (it was concurrent). Grounded
 # conversations take the transaction (`append_user_message`): their documents come first.
 _bump = _BUMP.where(c.mode != "grounded").cte("bump")
-_APPEND_PAIR = select(
-    _bump.c.next_seq, _bump.c.title, _bump.c.mode, _bump.c.summary, _bump.c.summary_message_id
-).add_cte(
-    insert(messages)
-    .from_select(
-        _FIELDS,
-        _pair_select(lambda i: _bump.c.next_seq - (2 - i), _bump),
-        include_defaults=False,
+_recent = (
+    select(m.id, m.role, m.content, m.seq)
+    .where(
+        m.conversation_id == bindparam("cid"),
+        m.seq < _bump.c.next_seq - 2,
+        m.seq
+        > func.coalesce(
+            select(_covered.c.seq)
+            .where(_covered.c.id == _bump.c.summary_message_id)
+            .scalar_subquery(),
+            0,
+        ),
+        m.status == "complete",
+        m.superseded.is_(False),
     )
-    .cte("pair")
+    .order_by(m.seq.desc())
+    .limit(HISTORY_SCAN_CAP)
+    .subquery("recent")
+)
+_texts = ARRAY(String)
+_history_arrays = select(
+    *(
+        func.array_agg(aggregate_order_by(col, _recent.c.seq), type_=_texts).label(name)
+        for name, col in (
+            ("ids", _recent.c.id),
+            ("roles", _recent.c.role),
+            ("texts", _recent.c.content),
+        )
+    )
+).subquery("history")
+_APPEND_PAIR = (
+    select(
+        _bump.c.next_seq,
+        _bump.c.title,
+        _bump.c.mode,
+        _bump.c.summary,
+        _bump.c.summary_message_id,
+        _history_arrays,
+    )
+    .select_from(
+        _bump.join(_history_arrays, true())  # one row each: no condition to join on
+    )
+    .add_cte(
+        insert(messages)
+        .from_select(
+            _FIELDS,
+            _pair_select(lambda i: _bump.c.next_seq - (2 - i), _bump),
+            include_defaults=False,
+        )
+        .cte("pair")
+    )
 )
 
 # A new conversation with its first two messages.
@@ -417,21 +465,18 @@ def append_pair(
     conn: Connection, conv_id: str, owner_id: str, text: str, now: datetime,
     rows: list[MessageRecord],
 ) -> Appended | None:  # fmt: skip
-    """PostgreSQL, one statement: reserve two sequence numbers and insert `rows` with them.
+    """PostgreSQL, one statement: reserve two sequence numbers, insert `rows` with them, and
+    read the history before them.
 
-    The rows' `seq` is set from the reservation; the history is left to `history`. None if
-    the conversation is not the owner's or is grounded (`append_user_message` decides).
+    The rows' `seq` is set from the reservation. None if the conversation is not the
+    owner's or is grounded (`append_user_message` tells which).
     """
     params = {"cid": conv_id, "uid": owner_id, "preview": text[:PREVIEW_CHARS], "now": now}
     row = conn.execute(_APPEND_PAIR, {**params, **_pair_params(rows, with_seq=False)}).first()
     if row is None:
         return None
-    next_seq, title, mode, summary, summary_mid = row
+    next_seq, title, mode, summary, summary_mid, ids, roles, texts = row
     for i, message in enumerate(rows):
         message.seq = next_seq - 2 + i
-    return Appended(next_seq - 2, title, mode, summary, summary_mid, [])
-
-
-def pair_history(conn: Connection, conv_id: str, appended: Appended) -> list[HistoryRow]:
-    """The history `append_pair` left out (one statement)."""
-    return _history(conn, conv_id, appended.user_seq, appended.summary_message_id)
+    history = [HistoryRow(*r) for r in zip(ids or (), roles or (), texts or (), strict=True)]
+    return Appended(next_seq - 2, title, mode, summary, summary_mid, history)
