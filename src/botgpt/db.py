@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+import orjson
 import sqlean
 import sqlite_vec
 from sqlalchemy import event, exc
@@ -37,6 +38,14 @@ _SQLITE_ERRORS = (
 
 class Base(DeclarativeBase):
     """Declarative base of every table."""
+
+
+def json_dumps(value: Any) -> str:
+    """JSON columns' serializer: orjson, a tenth of `json.dumps`'s cost on a turn's manifest.
+
+    Reading keeps `json.loads`, which also accepts what `json.dumps` once wrote (NaN).
+    """
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def _sqlean_dbapi() -> Any:
@@ -88,7 +97,12 @@ def _make_sqlite_engine(url: str) -> AsyncEngine:
 
     # SQLite has one writer: a small pool avoids lock churn while letting reads overlap.
     return create_async_engine(
-        url, async_creator=creator, module=_sqlean_dbapi(), pool_size=4, max_overflow=0
+        url,
+        async_creator=creator,
+        module=_sqlean_dbapi(),
+        pool_size=4,
+        max_overflow=0,
+        json_serializer=json_dumps,
     )
 
 
@@ -133,7 +147,13 @@ def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
     # statement prepared again) by the next burst, which at 32 concurrent turns was every
     # few turns. LIFO: the busiest connections are reused, so their prepared statements
     # are warm and the rest stay idle (and are pinged before their next use).
-    engine = create_async_engine(url, pool_size=2 * pool_size, max_overflow=0, pool_use_lifo=True)
+    engine = create_async_engine(
+        url,
+        pool_size=2 * pool_size,
+        max_overflow=0,
+        pool_use_lifo=True,
+        json_serializer=json_dumps,
+    )
     _ping_when_idle(engine, PING_IDLE_SECONDS)
     return engine
 

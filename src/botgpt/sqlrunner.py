@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.util import greenlet_spawn
 
-from botgpt.db import sqlite_connect, sqlite_path
+from botgpt.db import json_dumps, sqlite_connect, sqlite_path
 
 T = TypeVar("T")
 log = logging.getLogger("botgpt.sql")
@@ -124,6 +124,7 @@ class SqliteRunner(SqlRunner):
             creator=functools.partial(sqlite_connect, path),
             module=sqlean,
             poolclass=StaticPool,  # one connection, used only by the writer thread
+            json_serializer=json_dumps,
         )
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         self.checkpointer = Checkpointer(path) if path != ":memory:" else None

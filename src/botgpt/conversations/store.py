@@ -376,13 +376,11 @@ def _pair_select(seq_of: Callable[[int], ColumnElement[int]], from_: Any = None)
     return union_all(*rows)
 
 
+_PAIR_KEYS = tuple((f"r{i}_{name}", i, name) for i in (0, 1) for name in _FIELDS)
+
+
 def _pair_params(rows: list[MessageRecord], with_seq: bool) -> dict[str, Any]:
-    return {
-        f"r{i}_{name}": value
-        for i, row in enumerate(rows)
-        for name, value in row.values().items()
-        if with_seq or name != "seq"
-    }
+    return {key: getattr(rows[i], name) for key, i, name in _PAIR_KEYS if with_seq or name != "seq"}
 
 
 # Reserve two sequence numbers, insert the pair numbered from them and read the history
