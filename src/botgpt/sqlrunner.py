@@ -42,8 +42,6 @@ class SqlRunner:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.sync_engine: Engine = engine.sync_engine
-        # Shares the pool; the driver sends no BEGIN/COMMIT for its statements.
-        self._autocommit = self.sync_engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @property
     def single_statements(self) -> bool:
@@ -55,7 +53,11 @@ class SqlRunner:
             return fn(conn)
 
     def _single(self, fn: Callable[[Connection], T]) -> T:
-        with self._autocommit.connect() as conn:
+        with self.sync_engine.connect() as conn:
+            # The driver sends no BEGIN/COMMIT; reset when the connection goes back to the
+            # pool. Set here rather than on an engine copy, whose listener would make every
+            # connection dispatch its events.
+            conn.execution_options(isolation_level="AUTOCOMMIT")
             return fn(conn)
 
     async def run(self, fn: Callable[[Connection], T]) -> T:
