@@ -50,6 +50,11 @@ def cpu_seconds(pid: int) -> float:
     return sum(cpu_times(pid))
 
 
+# A busy backend publishes its statistics once a second at most; what is left when it goes
+# idle, after 10 s. Both ends of a phase wait for that, so its transactions are all counted.
+STATS_SETTLE_SECONDS = 11.0
+
+
 class PgProbe:
     """PostgreSQL's side of a phase: its backends' CPU, transactions, sessions opened."""
 
@@ -86,6 +91,7 @@ class PgProbe:
 
     async def start(self) -> None:
         """Note where the phase begins."""
+        await asyncio.sleep(STATS_SETTLE_SECONDS)
         self.seen = {}
         self.stats = await self._sample()
         self.base = dict(self.seen)
@@ -100,7 +106,7 @@ class PgProbe:
 
     async def finish(self, turns: int) -> dict[str, object]:
         """PostgreSQL's cost of the phase, per turn."""
-        await asyncio.sleep(1.2)  # backends publish their statistics once a second at most
+        await asyncio.sleep(STATS_SETTLE_SECONDS)
         queries = self.queries + 1  # the backends' read below; the statistics read is not in
         end = await self._sample()
         cpu = sum(v - self.base.get(pid, 0.0) for pid, v in self.seen.items())
