@@ -137,5 +137,5 @@ async def index_dimension(conn: AsyncConnection) -> int | None:
     else:
         sql = "SELECT sql FROM sqlite_master WHERE name = 'chunks_vec'"
     found = (await conn.execute(text(sql))).scalar()
-    match = re.search(r"(?:vector\(|FLOAT\[)(\d+)", str(found or ""), re.IGNORECASE)
+    match = re.search(r"(?:vector\(|FLOAT\[|BIT\[|INT8\[)(\d+)", str(found or ""), re.IGNORECASE)
     return int(match.group(1)) if match else None
