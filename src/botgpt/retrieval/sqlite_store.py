@@ -288,8 +288,8 @@ class SqliteChunkIndex(ChunkIndex):
             return []
         match = "{heading text} : (" + fts5_match_expression(terms) + ")"
         if owner_id is not None:
-            # Inside the MATCH, so FTS5 skips other owners' postings; the SQL filter on
-            # c.owner_id below stays as the authoritative check.
+            # Inside the MATCH, so FTS5 skips other owners' postings; the filter on c.owner_id
+            # below stays as the authoritative check.
             match += f' AND owner : "{owner_token(owner_id)}"'
         params: dict[str, Any] = {
             "match": match,
@@ -297,12 +297,26 @@ class SqliteChunkIndex(ChunkIndex):
             "wh": self.heading_weight,
             "wt": self.text_weight,
         }
-        where = _filters("c", owner_id, document_ids, params)
-        # The owner column's weight is 0: its token never adds to a chunk's score.
+        scope = ""
+        if document_ids is not None:
+            scope = (
+                " AND chunks_fts.rowid IN (SELECT seq FROM chunks WHERE document_id IN "
+                "(SELECT value FROM json_each(:document_ids)))"
+            )
+            params["document_ids"] = json.dumps(list(document_ids))
+        owner = ""
+        if owner_id is not None:
+            owner = " WHERE c.owner_id = :owner_id"
+            params["owner_id"] = owner_id
+        # Ranked on the FTS table alone, then only the best k are joined to their rows (a join
+        # first would read and sort every match's text). The owner column's weight is 0: its
+        # token never adds to a chunk's score.
         sql = (
-            f"SELECT {_COLUMNS}, -bm25(chunks_fts, :wh, :wt, 0.0) AS score "
-            "FROM chunks_fts JOIN chunks c ON c.seq = chunks_fts.rowid "
-            f"WHERE chunks_fts MATCH :match{where} ORDER BY score DESC LIMIT :k"
+            "WITH ranked AS (SELECT chunks_fts.rowid AS seq, "
+            "-bm25(chunks_fts, :wh, :wt, 0.0) AS score FROM chunks_fts "
+            f"WHERE chunks_fts MATCH :match{scope} ORDER BY score DESC LIMIT :k) "
+            f"SELECT {_COLUMNS}, ranked.score FROM ranked JOIN chunks c ON c.seq = ranked.seq"
+            f"{owner} ORDER BY ranked.score DESC"
         )
         result = await self.db.execute(text(sql), params)
         return [_scored(row) for row in result.all()]
