@@ -9,8 +9,8 @@ included) leaves nothing behind.
 ``chunks_vec`` (vec0) scans compact vectors and rescores exactly: its KNN column holds each
 vector quantised to bits (sign of each dimension, Hamming distance; 48 bytes for 384
 dimensions) or int8 (scaled per vector, cosine), and the float32 vector sits beside it in an
-auxiliary column. A search takes ``k * oversample`` candidates by the compact distance, then
-orders those by exact cosine on the float vectors. ``owner_id`` is the partition key (a
+auxiliary column. A search takes ``candidates(k)`` rows by the compact distance, then orders
+those by exact cosine on the float vectors. ``owner_id`` is the partition key (a
 filtered KNN scans only that owner's vectors) and ``document_id`` a metadata column, so both
 filters apply inside the scan and a search never comes back short when ``k`` chunks exist.
 
@@ -50,6 +50,16 @@ Quantizer = Literal["bit", "int8"]
 # recall@10 against exact float search at 0.98 or more.
 DEFAULT_QUANTIZER: Quantizer = "bit"
 DEFAULT_OVERSAMPLE = 8
+# Oversampling is tuned for the top 10; a longer list (hybrid search fetches 50 per side) gets
+# at least the same candidates for its first 10 and twice k in all. vec0 picks its k best by
+# repeated selection (cost ~ k x rows scanned), so the candidate list is kept as short as
+# recall allows rather than k * oversample.
+_RESCORED_TOP = 10
+
+
+def candidates(k: int, oversample: int) -> int:
+    """How many rows the compact scan returns for a search of ``k``."""
+    return min(max(2 * k, _RESCORED_TOP * oversample, k), _VEC_MAX_K)
 
 
 def quantizer_for(dimension: int, quantizer: Quantizer = DEFAULT_QUANTIZER) -> Quantizer:
@@ -144,7 +154,7 @@ class SqliteChunkIndex(ChunkIndex):
         self.heading_weight = heading_weight
         self.text_weight = text_weight
         # Must match the table (sqlite_ddl's quantizer); the rescoring keeps results exact
-        # among the k * oversample candidates.
+        # among the candidates(k, oversample) nearest by compact distance.
         self.quantizer = quantizer_for(dimension, quantizer)
         self.oversample = max(1, oversample)
 
@@ -336,7 +346,7 @@ class SqliteChunkIndex(ChunkIndex):
         params: dict[str, Any] = {
             "q": vector.tobytes(),
             "qc": quantize(vector, self.quantizer).tobytes(),
-            "kc": min(k * self.oversample, _VEC_MAX_K),
+            "kc": candidates(k, self.oversample),
             "k": k,
         }
         where = _filters("v", owner_id, document_ids, params)
