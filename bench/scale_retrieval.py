@@ -48,6 +48,7 @@ from botgpt.retrieval.sqlite_store import (
     owner_token,
     quantize,
     sqlite_ddl,
+    vec_constructor,
 )
 from botgpt.retrieval.stores import ChunkIndex
 
@@ -148,7 +149,7 @@ def sqlite_build(
     conn.execute("PRAGMA cache_size=-262144")
     for statement in sqlite_ddl(384, quantizer):
         conn.execute(statement)
-    constructor = "vec_bit" if quantizer == "bit" else "vec_int8"
+    constructor = vec_constructor(quantizer)
     started = time.perf_counter()
     seconds = {"chunks": 0.0, "vectors": 0.0, "keywords": 0.0}
     for batch in corpus.batches(base, total):
@@ -245,12 +246,12 @@ def sqlite_sweep(
 
     One coarse KNN of the largest candidate list per query; each factor keeps its prefix.
     """
-    factors = (1, 2, 4, 8, 12, 16, 24, 32)
+    factors = (1, 2, 3, 4, 6, 8, 12)
     truth = corpus.exact_top_k(base, total, K, owner=owner, cache=path.parent)
     conn = sqlite_connect(str(path))
     where = "" if owner is None else " AND owner_id = ?"
     extra: tuple[str, ...] = () if owner is None else (corpus.owner_id(owner),)
-    constructor = "vec_bit" if quantizer == "bit" else "vec_int8"
+    constructor = vec_constructor(quantizer)
     found: dict[int, list[list[int]]] = {f: [] for f in factors}
     timing: dict[int, list[float]] = {f: [] for f in factors}
     for q in base.query_vectors:
@@ -339,7 +340,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--cache", type=Path, default=corpus.DEFAULT_CACHE)
     parser.add_argument("--queries", type=int, default=100, help="queries timed per mode")
     parser.add_argument("--embedder", choices=["minilm", "cached"], default="minilm")
-    parser.add_argument("--quantizer", choices=["bit", "int8"], default=DEFAULT_QUANTIZER)
+    parser.add_argument("--quantizer", choices=["levels", "int8"], default=DEFAULT_QUANTIZER)
     parser.add_argument("--oversample", type=int, default=DEFAULT_OVERSAMPLE)
     parser.add_argument("--sweep", action="store_true", help="recall/latency per oversampling")
     return parser.parse_args()

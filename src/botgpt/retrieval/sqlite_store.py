@@ -7,12 +7,13 @@ matching vector and FTS rows, so deleting a chunk row by any path (a cascading f
 included) leaves nothing behind.
 
 ``chunks_vec`` (vec0) scans compact vectors and rescores exactly: its KNN column holds each
-vector quantised to bits (sign of each dimension, Hamming distance; 48 bytes for 384
-dimensions) or int8 (scaled per vector, cosine), and the float32 vector sits beside it in an
-auxiliary column. A search takes ``candidates(k)`` rows by the compact distance, then orders
-those by exact cosine on the float vectors. ``owner_id`` is the partition key (a
-filtered KNN scans only that owner's vectors) and ``document_id`` a metadata column, so both
-filters apply inside the scan and a search never comes back short when ``k`` chunks exist.
+vector as a 5-level code per dimension in bits (Hamming distance; 240 bytes for 384
+dimensions, see ``LEVELS``), or int8 for a dimension bits cannot take, and the float32 vector
+sits beside it in an auxiliary column. A search takes ``candidates(k)`` rows by the compact
+distance, then orders those by exact cosine on the float vectors. ``owner_id`` is the
+partition key (a filtered KNN scans only that owner's vectors) and ``document_id`` a metadata
+column, so both filters apply inside the scan and a search never comes back short when ``k``
+chunks exist.
 
 ``chunks_fts`` (contentless FTS5, porter stemming; text is read back from ``chunks``) indexes
 the owner as a token in its own column: a search filtered to one owner ANDs that token with
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -44,12 +46,16 @@ from botgpt.retrieval.stores import (
 
 # vec0 refuses k above this in a KNN query.
 _VEC_MAX_K = 4096
-
-Quantizer = Literal["bit", "int8"]
-# Chosen with bench/scale_retrieval.py (see README): the smallest candidate list that keeps
-# recall@10 against exact float search at 0.98 or more.
-DEFAULT_QUANTIZER: Quantizer = "bit"
-DEFAULT_OVERSAMPLE = 8
+Quantizer = Literal["levels", "int8"]
+# Chosen with bench/scale_retrieval.py --sweep (see README): the smallest candidate list that
+# keeps recall@10 against exact float search at 0.98 or more.
+DEFAULT_QUANTIZER: Quantizer = "levels"
+DEFAULT_OVERSAMPLE = 4
+# Thresholds of the "levels" code, in units of a unit vector's typical component (1/sqrt(d)):
+# each dimension becomes 5 bits, set where the component exceeds the threshold (a thermometer
+# code), so the Hamming distance of two codes is the L1 distance of their levels. The sign
+# alone (1 bit) ranks MiniLM vectors too coarsely: recall@10 0.94 with 80 candidates.
+LEVELS = (-1.2, -0.5, 0.0, 0.5, 1.2)
 # Oversampling is tuned for the top 10; a longer list (hybrid search fetches 50 per side) gets
 # at least the same candidates for its first 10 and twice k in all. vec0 picks its k best by
 # repeated selection (cost ~ k x rows scanned), so the candidate list is kept as short as
@@ -69,16 +75,33 @@ def quantizer_for(dimension: int, quantizer: Quantizer = DEFAULT_QUANTIZER) -> Q
 
 def vec_column(dimension: int, quantizer: Quantizer = DEFAULT_QUANTIZER) -> str:
     """The vec0 declaration of the compact KNN column."""
-    if quantizer_for(dimension, quantizer) == "bit":
-        return f"embedding BIT[{int(dimension)}]"
+    if quantizer_for(dimension, quantizer) == "levels":
+        return f"embedding BIT[{len(LEVELS) * int(dimension)}]"
     return f"embedding INT8[{int(dimension)}] distance_metric=cosine"
 
 
+def vec_constructor(quantizer: Quantizer) -> str:
+    """The sqlite-vec function that types a compact vector blob for this quantizer."""
+    return "vec_bit" if quantizer == "levels" else "vec_int8"
+
+
+def dimension_from_schema(schema: str) -> int | None:
+    """The vector dimension of a ``chunks_vec`` CREATE statement (any layout so far)."""
+    match = re.search(r"\b(FLOAT|INT8|BIT)\[(\d+)\]", schema, re.IGNORECASE)
+    if match is None:
+        return None
+    size = int(match.group(2))
+    return size // len(LEVELS) if match.group(1).upper() == "BIT" else size
+
+
 def quantize(vectors: NDArray[np.float32], quantizer: Quantizer) -> NDArray[Any]:
-    """Compact form of each row of ``vectors`` (bits: sign, packed LSB first; int8: scaled so
-    each vector's largest component is 127, which keeps its direction for cosine)."""
-    if quantizer == "bit":
-        return np.packbits(vectors > 0, axis=-1, bitorder="little")
+    """Compact form of each row of ``vectors`` ("levels": thermometer bits, packed LSB first;
+    int8: scaled so each vector's largest component is 127, which keeps its direction)."""
+    if quantizer == "levels":
+        norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+        scaled = vectors * (np.sqrt(vectors.shape[-1]) / np.where(norms > 0, norms, 1.0))
+        bits = np.concatenate([scaled > t for t in LEVELS], axis=-1)
+        return np.packbits(bits, axis=-1, bitorder="little")
     peak = np.max(np.abs(vectors), axis=-1, keepdims=True)
     scale = 127.0 / np.where(peak > 0, peak, 1.0)
     return np.rint(vectors * scale).astype(np.int8)
@@ -177,7 +200,7 @@ class SqliteChunkIndex(ChunkIndex):
         ]
 
     def _vec_insert(self) -> str:
-        constructor = "vec_bit" if self.quantizer == "bit" else "vec_int8"
+        constructor = vec_constructor(self.quantizer)
         return (
             "INSERT INTO chunks_vec (rowid, owner_id, document_id, embedding, vector) "
             f"VALUES (:seq, :owner_id, :document_id, {constructor}(:compact), :vector)"
@@ -350,7 +373,7 @@ class SqliteChunkIndex(ChunkIndex):
             "k": k,
         }
         where = _filters("v", owner_id, document_ids, params)
-        constructor = "vec_bit" if self.quantizer == "bit" else "vec_int8"
+        constructor = vec_constructor(self.quantizer)
         sql = (
             "WITH coarse AS (SELECT v.rowid AS seq, v.vector FROM chunks_vec v "
             f"WHERE v.embedding MATCH {constructor}(:qc) AND k = :kc{where}), "

@@ -18,7 +18,14 @@ import numpy as np
 import sqlalchemy as sa
 from alembic import op
 
-from botgpt.retrieval.sqlite_store import owner_token, quantize, quantizer_for, sqlite_ddl
+from botgpt.retrieval.sqlite_store import (
+    dimension_from_schema,
+    owner_token,
+    quantize,
+    quantizer_for,
+    sqlite_ddl,
+    vec_constructor,
+)
 
 revision: str = "0012_sqlvec_compact_vectors"
 down_revision: str | None = "0011_support"
@@ -74,7 +81,7 @@ def _copy_vectors(bind: sa.Connection, dimension: int, *, compact: bool) -> None
     quantizer = quantizer_for(dimension)
     if compact:
         bind.execute(sa.text(_statement(dimension, "chunks_vec")))
-        constructor = "vec_bit" if quantizer == "bit" else "vec_int8"
+        constructor = vec_constructor(quantizer)
         insert = (
             "INSERT INTO chunks_vec (rowid, owner_id, document_id, embedding, vector) "
             f"VALUES (:seq, :owner_id, :document_id, {constructor}(:compact), :vector)"
@@ -134,10 +141,10 @@ def _rebuild_fts(bind: sa.Connection, dimension: int, *, with_owner: bool) -> No
 
 
 def _dimension(vec_schema: str) -> int:
-    match = re.search(r"(?:FLOAT|BIT|INT8)\[(\d+)\]", vec_schema, re.IGNORECASE)
-    if match is None:
+    dimension = dimension_from_schema(vec_schema)
+    if dimension is None:
         raise RuntimeError("chunks_vec has no vector column this migration knows")
-    return int(match.group(1))
+    return dimension
 
 
 def upgrade() -> None:
