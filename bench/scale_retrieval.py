@@ -39,7 +39,8 @@ import scale_corpus as corpus
 
 from botgpt.db import make_engine, sqlite_connect
 from botgpt.retrieval.embedders import Embedder, MiniLMOnnxEmbedder, Vectors
-from botgpt.retrieval.search import HybridSearcher, SearchMode
+from botgpt.retrieval.eval import load_beir, ndcg_at_k, recall_at_k
+from botgpt.retrieval.search import HybridSearcher, SearchMode, SearchParams
 from botgpt.retrieval.sqlite_store import (
     DEFAULT_OVERSAMPLE,
     DEFAULT_QUANTIZER,
@@ -104,15 +105,16 @@ async def measure_recall(
     total: int,
     owner: int | None,
     cache: Path,
+    queries: int,
 ) -> dict[str, Any]:
     """recall@10 of ``vector_search`` against exact cosine, and whether any came back short."""
-    truth = corpus.exact_top_k(base, total, K, owner=owner, cache=cache)
+    truth = corpus.exact_top_k(base, total, K, owner=owner, cache=cache)[:queries]
     owner_id = None if owner is None else corpus.owner_id(owner)
     found: list[list[str]] = []
     short = foreign = 0
     async with engine.connect() as conn:
         index = make_index(conn)
-        for vector in base.query_vectors:
+        for vector in base.query_vectors[:queries]:
             hits = await index.vector_search(vector, owner_id, None, K)
             found.append([h.chunk_id for h in hits])
             short += len(hits) < K
@@ -123,6 +125,31 @@ async def measure_recall(
         "short_results": short,
         "other_owners_results": foreign,
     }
+
+
+async def measure_ndcg(
+    make_index: Callable[[Any], ChunkIndex],
+    engine: AsyncEngine,
+    base: corpus.BaseCorpus,
+    data_dir: str,
+) -> dict[str, float]:
+    """SciFact test nDCG@10 / Recall@100 per mode over owner 0's first copy (the unperturbed
+    corpus, chunked and embedded as `botgpt eval retrieval` does), 300 chunks per query."""
+    qrels = load_beir(data_dir).qrels["test"]
+    doc_of = {corpus.chunk_id(0, i): c.doc_id for i, c in enumerate(base.chunks)}
+    embedder = PrecomputedEmbedder(base.query_texts, base.query_vectors)
+    params = SearchParams(candidates=300)
+    out: dict[str, float] = {}
+    async with engine.connect() as conn:
+        searcher = HybridSearcher(make_index(conn), embedder, params)
+        for mode in MODES:
+            run: dict[str, list[str]] = {}
+            for query_id, query in zip(base.query_ids, base.query_texts, strict=True):
+                hits = await searcher.search(query, corpus.owner_id(0), None, 300, mode=mode)
+                run[query_id] = [doc_of[h.chunk_id] for h in hits]
+            out[f"{mode}_ndcg_at_10"] = round(ndcg_at_k(run, qrels, 10), 4)
+            out[f"{mode}_recall_at_100"] = round(recall_at_k(run, qrels, 100), 4)
+    return out
 
 
 # --------------------------------------------------------------------------- SQLite
@@ -307,11 +334,14 @@ async def sqlite_run(args: argparse.Namespace) -> dict[str, Any]:
 
     engine = make_engine(f"sqlite+aiosqlite:///{path}")
     try:
+        if args.ndcg:
+            report["scifact_test"] = await measure_ndcg(make_index, engine, base, args.data)
+            return report
         report["recall"] = {
-            "one_owner": await measure_recall(make_index, engine, base, args.chunks, 0, args.cache),
-            "all_owners": await measure_recall(
-                make_index, engine, base, args.chunks, None, args.cache
-            ),
+            scope: await measure_recall(
+                make_index, engine, base, args.chunks, owner, args.cache, args.recall_queries
+            )
+            for scope, owner in (("one_owner", 0), ("all_owners", None))
         }
         embedder = _embedder(args, base)
         queries = base.query_texts[: args.queries]
@@ -339,10 +369,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--data", default=corpus.DEFAULT_DATA)
     parser.add_argument("--cache", type=Path, default=corpus.DEFAULT_CACHE)
     parser.add_argument("--queries", type=int, default=100, help="queries timed per mode")
+    parser.add_argument("--recall-queries", type=int, default=300)
     parser.add_argument("--embedder", choices=["minilm", "cached"], default="minilm")
     parser.add_argument("--quantizer", choices=["levels", "int8"], default=DEFAULT_QUANTIZER)
     parser.add_argument("--oversample", type=int, default=DEFAULT_OVERSAMPLE)
     parser.add_argument("--sweep", action="store_true", help="recall/latency per oversampling")
+    parser.add_argument("--ndcg", action="store_true", help="SciFact test nDCG@10 of owner 0")
     return parser.parse_args()
 
 

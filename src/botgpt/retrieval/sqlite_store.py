@@ -50,22 +50,22 @@ Quantizer = Literal["levels", "int8"]
 # Chosen with bench/scale_retrieval.py --sweep (see README): the smallest candidate list that
 # keeps recall@10 against exact float search at 0.98 or more.
 DEFAULT_QUANTIZER: Quantizer = "levels"
-DEFAULT_OVERSAMPLE = 4
+DEFAULT_OVERSAMPLE = 6
 # Thresholds of the "levels" code, in units of a unit vector's typical component (1/sqrt(d)):
 # each dimension becomes 5 bits, set where the component exceeds the threshold (a thermometer
 # code), so the Hamming distance of two codes is the L1 distance of their levels. The sign
 # alone (1 bit) ranks MiniLM vectors too coarsely: recall@10 0.94 with 80 candidates.
 LEVELS = (-1.2, -0.5, 0.0, 0.5, 1.2)
 # Oversampling is tuned for the top 10; a longer list (hybrid search fetches 50 per side) gets
-# at least the same candidates for its first 10 and twice k in all. vec0 picks its k best by
-# repeated selection (cost ~ k x rows scanned), so the candidate list is kept as short as
-# recall allows rather than k * oversample.
+# at least the same candidates, so its first 10 are as good, plus 10 more than k. vec0 picks
+# its k best by repeated selection (cost ~ k x rows scanned), so the candidate list is kept as
+# short as recall allows rather than k * oversample.
 _RESCORED_TOP = 10
 
 
 def candidates(k: int, oversample: int) -> int:
     """How many rows the compact scan returns for a search of ``k``."""
-    return min(max(2 * k, _RESCORED_TOP * oversample, k), _VEC_MAX_K)
+    return min(max(k + _RESCORED_TOP, _RESCORED_TOP * oversample), _VEC_MAX_K)
 
 
 def quantizer_for(dimension: int, quantizer: Quantizer = DEFAULT_QUANTIZER) -> Quantizer:
