@@ -40,6 +40,7 @@ import scale_corpus as corpus
 from botgpt.db import make_engine, sqlite_connect
 from botgpt.retrieval.embedders import Embedder, MiniLMOnnxEmbedder, Vectors
 from botgpt.retrieval.eval import load_beir, ndcg_at_k, recall_at_k
+from botgpt.retrieval.keywords import fts5_match_expression, keyword_terms
 from botgpt.retrieval.search import HybridSearcher, SearchMode, SearchParams
 from botgpt.retrieval.sqlite_store import (
     DEFAULT_OVERSAMPLE,
@@ -310,6 +311,47 @@ def sqlite_sweep(
     return out
 
 
+def sqlite_keyword_strategies(
+    path: Path, queries: Sequence[str], owner: str, k: int = 50
+) -> dict[str, dict[str, float]]:
+    """One owner's keyword search (50 hits, as hybrid fetches) three ways, on the same index:
+    the owner token inside the MATCH with only the best k joined to their rows (the store's
+    query), the same ranking without the token (owner checked on every match), and the
+    previous query (every match joined to its row, then filtered and sorted)."""
+    token = f' AND owner : "{owner_token(owner)}"'
+    ranked = (
+        "WITH r AS (SELECT rowid AS seq, -bm25(chunks_fts, 1.0, 1.0, 0.0) AS score "
+        "FROM chunks_fts WHERE chunks_fts MATCH :match{scope} ORDER BY score DESC LIMIT :k) "
+        "SELECT c.id, c.text, r.score FROM r JOIN chunks c ON c.seq = r.seq{check} "
+        "ORDER BY r.score DESC"
+    )
+    strategies = {
+        "owner_token_in_match": ranked.format(scope="", check=" WHERE c.owner_id = :owner"),
+        "owner_checked_per_match": ranked.format(
+            scope=" AND +rowid IN (SELECT seq FROM chunks WHERE owner_id = :owner)", check=""
+        ),
+        "join_then_filter": (
+            "SELECT c.id, c.text, -bm25(chunks_fts, 1.0, 1.0, 0.0) AS score "
+            "FROM chunks_fts JOIN chunks c ON c.seq = chunks_fts.rowid "
+            "WHERE chunks_fts MATCH :match AND c.owner_id = :owner ORDER BY score DESC LIMIT :k"
+        ),
+    }
+    conn = sqlite_connect(str(path))
+    out: dict[str, dict[str, float]] = {}
+    for name, sql in strategies.items():
+        samples = []
+        for query in queries:
+            match = "{heading text} : (" + fts5_match_expression(keyword_terms(query)) + ")"
+            if name == "owner_token_in_match":
+                match += token
+            started = time.perf_counter()
+            conn.execute(sql, {"match": match, "k": k, "owner": owner}).fetchall()
+            samples.append((time.perf_counter() - started) * 1000)
+        out[name] = corpus.percentiles(samples)
+    conn.close()
+    return out
+
+
 async def sqlite_run(args: argparse.Namespace) -> dict[str, Any]:
     """Build (or reuse) the SQLite index at --chunks and measure it."""
     base = corpus.load_base(args.data, args.cache)
@@ -322,6 +364,11 @@ async def sqlite_run(args: argparse.Namespace) -> dict[str, Any]:
         for copy in range(0, -(-args.chunks // base.size), corpus.OWNERS)
     )
     report["quantizer"], report["oversample"] = args.quantizer, args.oversample
+    if args.keyword_strategies:
+        report["keyword_strategies_one_owner"] = await asyncio.to_thread(
+            sqlite_keyword_strategies, path, base.query_texts[: args.queries], corpus.owner_id(0)
+        )
+        return report
     if args.sweep:
         report["sweep"] = {
             scope: sqlite_sweep(base, args.chunks, path, args.quantizer, owner)
@@ -374,6 +421,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--quantizer", choices=["levels", "int8"], default=DEFAULT_QUANTIZER)
     parser.add_argument("--oversample", type=int, default=DEFAULT_OVERSAMPLE)
     parser.add_argument("--sweep", action="store_true", help="recall/latency per oversampling")
+    parser.add_argument("--keyword-strategies", action="store_true")
     parser.add_argument("--ndcg", action="store_true", help="SciFact test nDCG@10 of owner 0")
     return parser.parse_args()
 

@@ -332,8 +332,10 @@ class SqliteChunkIndex(ChunkIndex):
         }
         scope = ""
         if document_ids is not None:
+            # The unary + keeps SQLite from driving FTS5 by these rowids (one full MATCH per
+            # rowid: seconds for a large scope); the set is built once and probed per match.
             scope = (
-                " AND chunks_fts.rowid IN (SELECT seq FROM chunks WHERE document_id IN "
+                " AND +chunks_fts.rowid IN (SELECT seq FROM chunks WHERE document_id IN "
                 "(SELECT value FROM json_each(:document_ids)))"
             )
             params["document_ids"] = json.dumps(list(document_ids))
