@@ -96,6 +96,13 @@ async def measure_latencies(
                 samples.append((time.perf_counter() - started) * 1000)
                 await conn.rollback()
             out[mode] = corpus.percentiles(samples)
+    if not isinstance(embedder, PrecomputedEmbedder):
+        samples = []
+        for query in queries:
+            started = time.perf_counter()
+            await embedder.embed_query(query)
+            samples.append((time.perf_counter() - started) * 1000)
+        out["query_embedding_alone"] = corpus.percentiles(samples)
     return out
 
 
