@@ -366,10 +366,7 @@ async def sqlite_run(args: argparse.Namespace) -> dict[str, Any]:
     path = sqlite_path(args.cache, args.chunks, args.quantizer)
     report["build"] = await asyncio.to_thread(sqlite_build, base, args.chunks, path, args.quantizer)
     report["disk"] = sqlite_sizes(path)
-    report["owner0_chunks"] = sum(
-        min(base.size, args.chunks - copy * base.size)
-        for copy in range(0, -(-args.chunks // base.size), corpus.OWNERS)
-    )
+    report["owner0_chunks"] = corpus.owner_chunk_count(base, args.chunks, 0)
     report["quantizer"], report["oversample"] = args.quantizer, args.oversample
     if args.keyword_strategies:
         report["keyword_strategies_one_owner"] = await asyncio.to_thread(
