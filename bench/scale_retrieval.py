@@ -275,21 +275,26 @@ def sqlite_sizes(path: Path) -> dict[str, float]:
 
 
 def sqlite_sweep(
-    base: corpus.BaseCorpus, total: int, path: Path, quantizer: Quantizer, owner: int | None
+    base: corpus.BaseCorpus,
+    total: int,
+    path: Path,
+    quantizer: Quantizer,
+    owner: int | None,
+    queries: int,
 ) -> list[dict[str, Any]]:
     """recall@10 and latency of coarse scan + exact rescoring for several oversampling factors.
 
     One coarse KNN of the largest candidate list per query; each factor keeps its prefix.
     """
-    factors = (1, 2, 3, 4, 6, 8, 12)
-    truth = corpus.exact_top_k(base, total, K, owner=owner, cache=path.parent)
+    factors = (1, 2, 3, 4, 6, 8, 12, 16, 24)
+    truth = corpus.exact_top_k(base, total, K, owner=owner, cache=path.parent)[:queries]
     conn = sqlite_connect(str(path))
     where = "" if owner is None else " AND owner_id = ?"
     extra: tuple[str, ...] = () if owner is None else (corpus.owner_id(owner),)
     constructor = vec_constructor(quantizer)
     found: dict[int, list[list[int]]] = {f: [] for f in factors}
     timing: dict[int, list[float]] = {f: [] for f in factors}
-    for q in base.query_vectors:
+    for q in base.query_vectors[:queries]:
         compact = quantize(q, quantizer).tobytes()
         for factor in factors:
             started = time.perf_counter()
@@ -375,7 +380,7 @@ async def sqlite_run(args: argparse.Namespace) -> dict[str, Any]:
         return report
     if args.sweep:
         report["sweep"] = {
-            scope: sqlite_sweep(base, args.chunks, path, args.quantizer, owner)
+            scope: sqlite_sweep(base, args.chunks, path, args.quantizer, owner, args.recall_queries)
             for scope, owner in (("one_owner", 0), ("all_owners", None))
         }
         return report
