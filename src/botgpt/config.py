@@ -341,8 +341,8 @@ class Settings(BaseSettings):
     embedding_threads: int = Field(0, ge=0, le=256)
     # Documents ingested at once per process (jobs run concurrently): their chunks are merged
     # into one model call of up to ingest_batch_chunks texts, sorted by length (little padding).
-    ingest_workers: int = Field(16, ge=1, le=256)
-    ingest_batch_chunks: int = Field(64, ge=1, le=4096)
+    ingest_workers: int = Field(64, ge=1, le=256)
+    ingest_batch_chunks: int = Field(128, ge=1, le=4096)
     query_embedding_cache_size: int = Field(
         10_000, ge=0, le=1_000_000, description="Query vectors kept (0: off); Redis shares them."
     )

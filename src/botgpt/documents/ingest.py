@@ -47,13 +47,17 @@ from botgpt.events import EventSink, no_events
 from botgpt.ids import new_id, utcnow
 from botgpt.jobs.queue import JobQueue
 from botgpt.observability import metrics
-from botgpt.retrieval.embedders import EmbeddingError, Vectors
+from botgpt.retrieval.embedders import EmbeddingError, Vectors, available_cores
 from botgpt.retrieval.stores import ChunkIndex, ChunkRecord, chunk_index_for
 
 log = logging.getLogger("botgpt.ingest")
 
 INGEST_JOB = "ingest_document"
 MAX_ATTEMPTS = 3  # runs started without finishing before a document is failed for good
+
+# Documents from this size on are ingested at most this many at a time (per process).
+LARGE_DOCUMENT_BYTES = 1024 * 1024
+LARGE_DOCUMENTS_AT_ONCE = 2
 
 # Progress milestones (0..1) of the stages; embedding fills the span up to EMBEDDED.
 PARSED, CHUNKED, EMBEDDED = 0.1, 0.15, 0.98
@@ -95,6 +99,8 @@ class Ingestor:
         self.embedder = embedder
         self.queue = queue
         self.batcher = EmbeddingBatcher(embedder, settings.ingest_batch_chunks)
+        self._parse_slots = asyncio.Semaphore(available_cores())
+        self._large_slots = asyncio.Semaphore(LARGE_DOCUMENTS_AT_ONCE)
         self.on_event: EventSink = no_events  # webhooks subscribe here
         self._pending: set[str] = set()  # enqueued by this process, not started yet
         self._running: set[str] = set()
@@ -174,14 +180,18 @@ class Ingestor:
                     "file again to retry; if it keeps failing, contact the administrator.",
                 )
             report(PARSING, 0.0)
-            parsed = await self._parse(doc)
-            pages = len(parsed.pages)
-            report(CHUNKING, PARSED)
-            chunks = await self._chunk(parsed)
-            del parsed
-            await self._check_dimension()
-            report(EMBEDDING, CHUNKED)
-            await self._embed_and_index(doc, chunks, pages, report)
+            # Many small documents run at once (their chunks share model calls); large ones
+            # take turns, so their texts do not all sit in memory together.
+            large = doc["size_bytes"] >= LARGE_DOCUMENT_BYTES
+            async with self._large_slots if large else contextlib.nullcontext():
+                parsed = await self._parse(doc)
+                pages = len(parsed.pages)
+                report(CHUNKING, PARSED)
+                chunks = await self._chunk(parsed)
+                del parsed
+                await self._check_dimension()
+                report(EMBEDDING, CHUNKED)
+                await self._embed_and_index(doc, chunks, pages, report)
             report(READY, 1.0)
             metrics.INGESTIONS.labels(READY).inc()
             self.on_event(
@@ -242,21 +252,17 @@ class Ingestor:
                     error_message=None,
                     updated_at=utcnow(),
                 )
-            )
-            if claimed.rowcount != 1:
-                return None
-            row = (
-                await conn.execute(
-                    select(
-                        _documents.c.id,
-                        _documents.c.owner_id,
-                        _documents.c.filename,
-                        _documents.c.storage_key,
-                        _documents.c.attempts,
-                    ).where(_documents.c.id == document_id)
+                .returning(
+                    _documents.c.id,
+                    _documents.c.owner_id,
+                    _documents.c.filename,
+                    _documents.c.storage_key,
+                    _documents.c.size_bytes,
+                    _documents.c.attempts,
                 )
-            ).one()
-        return dict(row._mapping)
+            )
+            row = claimed.first()
+        return None if row is None else dict(row._mapping)
 
     async def _parse(self, doc: dict[str, Any]) -> ParsedDocument:
         try:
@@ -272,9 +278,11 @@ class Ingestor:
         async def gone() -> bool:
             return doc["id"] in self._cancelled or not await self._still_ours(doc)
 
-        # Off the event loop, bounded in time and memory, and stopped if the document goes.
+        # Off the event loop, bounded in time and memory, and stopped if the document goes;
+        # at most one parse per core, however many documents are being ingested.
         try:
-            return await parse_bounded(data, doc["filename"], self.budget(), gone)
+            async with self._parse_slots:
+                return await parse_bounded(data, doc["filename"], self.budget(), gone)
         except ParseCancelled as exc:
             raise _Gone from exc
 
