@@ -339,6 +339,9 @@ class Settings(BaseSettings):
     embedding_batch_size: int = Field(16, ge=1, le=512)
     # Threads of the local embedding model; 0: the cores this process may use.
     embedding_threads: int = Field(0, ge=0, le=256)
+    # Nice value of the local model's threads (Linux): above 0, chat turns and other requests
+    # get the cores first and ingestion uses what they leave; 0: same priority as requests.
+    embedding_nice: int = Field(10, ge=0, le=19)
     # Documents ingested at once per process (jobs run concurrently): their chunks are merged
     # into one model call of up to ingest_batch_chunks texts, sorted by length (little padding).
     ingest_workers: int = Field(64, ge=1, le=256)

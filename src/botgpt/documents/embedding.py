@@ -127,7 +127,9 @@ def build_embedder(settings: Settings) -> LazyEmbedder:
     def minilm() -> Embedder:
         from botgpt.retrieval.embedders import MiniLMOnnxEmbedder
 
-        return MiniLMOnnxEmbedder(threads=settings.embedding_threads or None)
+        return MiniLMOnnxEmbedder(
+            threads=settings.embedding_threads or None, nice=settings.embedding_nice
+        )
 
     return LazyEmbedder(minilm, MINILM_MODEL_NAME, MINILM_DIMENSION, cache)
 

