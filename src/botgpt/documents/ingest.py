@@ -29,6 +29,7 @@ from botgpt.documents.chunking import (
 )
 from botgpt.documents.embedding import LazyEmbedder, index_dimension
 from botgpt.documents.errors import ParseError
+from botgpt.documents.group_writer import GroupWriter
 from botgpt.documents.limits import ParseLimits
 from botgpt.documents.models import (
     CHUNKING,
@@ -99,6 +100,7 @@ class Ingestor:
         self.embedder = embedder
         self.queue = queue
         self.batcher = EmbeddingBatcher(embedder, settings.ingest_batch_chunks)
+        self.writer = GroupWriter(engine, refusals=(_Gone,))
         self._parse_slots = asyncio.Semaphore(available_cores())
         self._large_slots = asyncio.Semaphore(LARGE_DOCUMENTS_AT_ONCE)
         self.on_event: EventSink = no_events  # webhooks subscribe here
@@ -410,25 +412,33 @@ class Ingestor:
         progress: float,
         finish: dict[str, Any] | None,
     ) -> None:
-        """Write one batch of chunks with the document's progress, or its ``ready`` state."""
+        """Write one batch of chunks with the document's progress, or its ``ready`` state.
+
+        The fenced status update runs first: a document deleted or taken over refuses the
+        write before anything is written (so the write can share a transaction with other
+        documents', see `GroupWriter`), and its row stays locked until the chunks are in.
+        """
+        fenced = (_documents.c.id == doc["id"], _documents.c.attempts == doc["attempts"])
+        if finish is not None:
+            statement = update(_documents).where(*fenced).values(**finish)
+        else:
+            statement = (
+                update(_documents)
+                .where(*fenced, _documents.c.status == EMBEDDING)
+                .values(progress=round(progress, 4))
+            )
+
+        async def write(conn: AsyncConnection) -> None:
+            changed = await conn.execute(statement.values(updated_at=utcnow()))
+            if changed.rowcount != 1:
+                raise _Gone
+            index = self.index(conn)
+            if single:  # nothing was written before: clear what a crashed run left
+                await index.delete_document(doc["id"])
+            await index.add(records, embedding_model=self.embedder.name)
+
         try:
-            async with self.engine.begin() as conn:
-                index = self.index(conn)
-                if single:  # nothing was written before: clear what a crashed run left
-                    await index.delete_document(doc["id"])
-                await index.add(records, embedding_model=self.embedder.name)
-                fenced = (_documents.c.id == doc["id"], _documents.c.attempts == doc["attempts"])
-                if finish is not None:
-                    statement = update(_documents).where(*fenced).values(**finish)
-                else:
-                    statement = (
-                        update(_documents)
-                        .where(*fenced, _documents.c.status == EMBEDDING)
-                        .values(progress=round(progress, 4))
-                    )
-                changed = await conn.execute(statement.values(updated_at=utcnow()))
-                if changed.rowcount != 1:
-                    raise _Gone  # rolls the batch back
+            await self.writer.write(write)
         except IntegrityError as exc:
             # The chunks' foreign key (trigger on SQLite) refuses chunks of a deleted document.
             if not await self._exists(doc["id"]):
