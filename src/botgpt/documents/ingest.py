@@ -393,10 +393,9 @@ class Ingestor:
                 if done < total:
                     report(EMBEDDING, progress)
         finally:
-            if not pending.done():
-                pending.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await pending
+            pending.cancel()  # a prefetch no longer wanted (nothing if it was consumed)
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pending
 
     async def _vectors(self, doc: dict[str, Any], batch: list[Chunk]) -> Vectors:
         if doc["id"] in self._cancelled:
