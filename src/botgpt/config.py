@@ -335,8 +335,17 @@ class Settings(BaseSettings):
     embedding_base_url: str = "https://api.openai.com/v1"
     embedding_api_key: SecretStr | None = None
     embedding_dimension: int = Field(384, ge=8, le=4096)
+    # Chunks of one document per embedding request (and per progress step of a long one).
     embedding_batch_size: int = Field(16, ge=1, le=512)
-    ingest_workers: int = Field(1, ge=1, le=8)
+    # Threads of the local embedding model; 0: the cores this process may use.
+    embedding_threads: int = Field(0, ge=0, le=256)
+    # Nice value of the local model's threads (Linux): above 0, chat turns and other requests
+    # get the cores first and ingestion uses what they leave; 0: same priority as requests.
+    embedding_nice: int = Field(10, ge=0, le=19)
+    # Documents ingested at once per process (jobs run concurrently): their chunks are merged
+    # into one model call of up to ingest_batch_chunks texts, sorted by length (little padding).
+    ingest_workers: int = Field(64, ge=1, le=256)
+    ingest_batch_chunks: int = Field(128, ge=1, le=4096)
     query_embedding_cache_size: int = Field(
         10_000, ge=0, le=1_000_000, description="Query vectors kept (0: off); Redis shares them."
     )
