@@ -1,0 +1,222 @@
+"""The chunk index with Qdrant as its vector half, on qdrant-client's embedded mode.
+
+Every store-interface test of test_stores.py runs here again with `chunk_index_for` handing
+out a Qdrant-backed index (rows and keywords in SQLite / PostgreSQL, vectors in a fresh
+in-memory Qdrant per test); the tests below cover what only Qdrant has: deferred deletes,
+orphan points, the sweep, the collection's dimension.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+import pytest
+from qdrant_client import AsyncQdrantClient, models
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from botgpt.retrieval.indexes import ChunkIndexes
+from botgpt.retrieval.qdrant_store import INDEXED_AT, QdrantChunkIndex, QdrantVectors
+from botgpt.retrieval.stores import ChunkRecord
+from tests.retrieval import test_stores
+from tests.retrieval.test_stores import *  # noqa: F403 (the interface tests, collected here too)
+from tests.retrieval.test_stores import PASSAGES, add_document, embedder
+
+# Not about the index interface (DDL text, PostgreSQL's rank options): test_stores.py has them.
+del test_ddl_is_idempotent_text, test_ddl_can_run_twice, test_postgres_rank_functions  # noqa: F821
+
+
+@pytest.fixture
+async def vectors() -> AsyncIterator[QdrantVectors]:
+    """A fresh embedded (in-memory) Qdrant collection."""
+    store = QdrantVectors(AsyncQdrantClient(location=":memory:"), "chunks_test", local=True)
+    yield store
+    await store.close()
+
+
+@pytest.fixture(autouse=True)
+def qdrant_backed(monkeypatch: pytest.MonkeyPatch, vectors: QdrantVectors) -> ChunkIndexes:
+    """Make the interface tests' `chunk_index_for` return the Qdrant-backed index."""
+    indexes = ChunkIndexes(vectors)
+
+    def bind(db: Any, *, dimension: int = 384, **options: Any) -> QdrantChunkIndex:
+        index = indexes.bind(db, dimension=dimension)
+        assert isinstance(index, QdrantChunkIndex)
+        return index
+
+    monkeypatch.setattr(test_stores, "chunk_index_for", bind)
+    return indexes
+
+
+def index_on(db: AsyncConnection, indexes: ChunkIndexes) -> QdrantChunkIndex:
+    index = indexes.bind(db)
+    assert isinstance(index, QdrantChunkIndex)
+    return index
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+async def points_of(vectors: QdrantVectors, **payload: str) -> set[str]:
+    must: list[models.Condition] = [
+        models.FieldCondition(key=key, match=models.MatchValue(value=value))
+        for key, value in payload.items()
+    ]
+    records, _ = await vectors.client.scroll(
+        vectors.collection, scroll_filter=models.Filter(must=must), limit=10_000
+    )
+    return {str(r.id) for r in records}
+
+
+async def test_vectors_are_searched_in_qdrant(
+    db: AsyncConnection, qdrant_backed: ChunkIndexes, vectors: QdrantVectors
+) -> None:
+    """The points exist with their payload, and search answers from them, not the database."""
+    index = index_on(db, qdrant_backed)
+    owner = new_id()
+    doc = await add_document(index, owner, PASSAGES)
+    assert len(await points_of(vectors, owner_id=owner, document_id=doc)) == len(PASSAGES)
+    query = await embedder.embed_query(PASSAGES[1])
+    assert (await index.vector_search(query, owner, None, 1))[0].text == PASSAGES[1]
+    await vectors.client.delete(
+        vectors.collection, points_selector=models.FilterSelector(filter=models.Filter())
+    )
+    assert await index.vector_search(query, owner, None, 5) == []
+    assert await index.count(owner_id=owner) == len(PASSAGES)  # rows stay in the database
+
+
+async def test_owner_filter_never_leaks_and_never_comes_back_short(
+    db: AsyncConnection, qdrant_backed: ChunkIndexes
+) -> None:
+    """Ten owners with near-identical vectors: each search sees its owner's chunks only, k of
+    them when k exist, and the same ones exact search ranks first."""
+    index = index_on(db, qdrant_backed)
+    rng = np.random.default_rng(7)
+    base = rng.standard_normal(384).astype(np.float32)
+    owners = [new_id() for _ in range(10)]
+    own: dict[str, dict[str, np.ndarray]] = {o: {} for o in owners}
+    for n, owner in enumerate(owners):
+        count = 3 if n == 0 else 40  # one small owner among big ones
+        records = []
+        document_id = new_id()
+        for ordinal in range(count):
+            vector = (base + 0.3 * rng.standard_normal(384)).astype(np.float32)
+            chunk_id = new_id()
+            own[owner][chunk_id] = vector
+            records.append(
+                ChunkRecord(chunk_id, document_id, owner, ordinal, f"t{ordinal}", vector, 0, 2)
+            )
+        await index.add(records, embedding_model="test")
+    for owner in owners:
+        chunks = own[owner]
+        for k in (1, 10, 50):
+            hits = await index.vector_search(base, owner, None, k)
+            assert {h.owner_id for h in hits} == {owner}
+            assert len(hits) == min(k, len(chunks))
+            ids = list(chunks)
+            matrix = np.stack([chunks[i] for i in ids])
+            cosine = matrix @ base / (np.linalg.norm(matrix, axis=1) * np.linalg.norm(base))
+            expected = [ids[i] for i in np.argsort(-cosine)[: len(hits)]]
+            assert [h.chunk_id for h in hits] == expected
+    assert len(await index.vector_search(base, None, None, 100)) == 100
+
+
+async def test_deleted_rows_lose_their_points_after_commit(
+    db: AsyncConnection, qdrant_backed: ChunkIndexes, vectors: QdrantVectors
+) -> None:
+    index = index_on(db, qdrant_backed)
+    alice, bob = new_id(), new_id()
+    doc = await add_document(index, alice, PASSAGES)
+    keep = await add_document(index, alice, PASSAGES[:2])
+    await add_document(index, bob, PASSAGES)
+    await index.delete_document(doc)
+    # Until the caller commits, the points stay (a rollback would need them) but the rows
+    # are gone in this transaction, so search already skips them.
+    assert len(await points_of(vectors, document_id=doc)) == len(PASSAGES)
+    query = await embedder.embed_query(PASSAGES[0])
+    assert {h.document_id for h in await index.vector_search(query, alice, None, 10)} == {keep}
+    await index.committed()
+    assert await points_of(vectors, document_id=doc) == set()
+    assert len(await points_of(vectors, document_id=keep)) == 2
+    await index.delete_owner(alice)
+    await index.committed()
+    assert await points_of(vectors, owner_id=alice) == set()
+    assert len(await points_of(vectors, owner_id=bob)) == len(PASSAGES)
+
+
+async def test_orphan_points_are_skipped_and_search_pages_on(
+    db: AsyncConnection, qdrant_backed: ChunkIndexes, vectors: QdrantVectors
+) -> None:
+    """Points whose rows never committed rank first, yet k real rows come back."""
+    index = index_on(db, qdrant_backed)
+    owner = new_id()
+    await add_document(index, owner, PASSAGES)
+    query = await embedder.embed_query(PASSAGES[3])
+    ghost_doc = new_id()
+    await vectors.upsert(
+        [(new_id(), owner, ghost_doc, query.astype(np.float32)) for _ in range(30)], 384
+    )
+    hits = await index.vector_search(query, owner, None, 3)
+    assert len(hits) == 3 and hits[0].text == PASSAGES[3]
+    assert ghost_doc not in {h.document_id for h in hits}
+
+
+async def test_sweep_removes_old_orphans_only(
+    db: AsyncConnection, qdrant_backed: ChunkIndexes, vectors: QdrantVectors
+) -> None:
+    """The sweep reads committed rows through its own connections: commit some first."""
+    engine = db.engine  # `db` itself stays idle, so its open transaction locks nothing
+    owner = new_id()
+    async with engine.begin() as conn:
+        doc = await add_document(index_on(conn, qdrant_backed), owner, PASSAGES)
+    try:
+        orphan_old, orphan_new = new_id(), new_id()
+        vector = (await embedder.embed_query("x")).astype(np.float32)
+        await vectors.upsert(
+            [(orphan_old, owner, doc, vector), (orphan_new, owner, doc, vector)], 384
+        )
+        await vectors.client.set_payload(
+            vectors.collection, {INDEXED_AT: time.time() - 7200}, points=[orphan_old]
+        )
+        assert await qdrant_backed.sweep(engine) == 1  # the young orphan may be mid-commit
+        remaining = await points_of(vectors, owner_id=owner)
+        assert orphan_old not in remaining and orphan_new in remaining
+        assert len(remaining) == len(PASSAGES) + 1
+        assert await vectors.sweep_orphans(engine, grace_seconds=-1) == 1
+        assert len(await points_of(vectors, owner_id=owner)) == len(PASSAGES)
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(text("DELETE FROM chunks WHERE owner_id = :o"), {"o": owner})
+
+
+async def test_replace_embeddings_rewrites_the_points(
+    db: AsyncConnection, qdrant_backed: ChunkIndexes
+) -> None:
+    index = index_on(db, qdrant_backed)
+    owner = new_id()
+    await add_document(index, owner, PASSAGES)
+    texts = await index.chunk_texts(
+        (await index.vector_search(await embedder.embed_query(PASSAGES[0]), owner, None, 1))[
+            0
+        ].document_id
+    )
+    # Give chunk 0 the vector of passage 4's text: a search for passage 4 now finds chunk 0.
+    target = await embedder.embed_query(PASSAGES[4])
+    await index.replace_embeddings([(texts[0][0], target)], embedding_model="other")
+    hits = await index.vector_search(target, owner, None, 2)
+    assert {h.chunk_id for h in hits} == {texts[0][0], texts[4][0]}
+    assert hits[0].score == pytest.approx(1.0, abs=1e-5)
+
+
+async def test_collection_of_another_dimension_is_refused(vectors: QdrantVectors) -> None:
+    await vectors.client.create_collection(
+        vectors.collection,
+        vectors_config=models.VectorParams(size=8, distance=models.Distance.COSINE),
+    )
+    with pytest.raises(ValueError, match="8-dimensional"):
+        await vectors.upsert([(new_id(), "o", "d", np.ones(384, dtype=np.float32))], 384)
