@@ -93,6 +93,8 @@ async def test_upload_ready_search_and_grounded_answer_through_qdrant(
     assert doc["status"] == "ready" and doc["chunk_count"] > 0
     assert await points(vectors, "document_id", doc["id"]) == doc["chunk_count"]
     assert await points(vectors, "owner_id", owner.id) == doc["chunk_count"]
+    ready = await client.get("/ready")
+    assert ready.status_code == 200 and ready.json()["checks"]["qdrant"] == "ok"
 
     r = await client.post(
         "/api/v1/search",

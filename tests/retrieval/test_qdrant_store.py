@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,8 +20,15 @@ from qdrant_client import AsyncQdrantClient, models
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from botgpt.config import Settings
+from botgpt.documents.service import build_chunk_indexes
 from botgpt.retrieval.indexes import ChunkIndexes
-from botgpt.retrieval.qdrant_store import INDEXED_AT, QdrantChunkIndex, QdrantVectors
+from botgpt.retrieval.qdrant_store import (
+    INDEXED_AT,
+    QdrantChunkIndex,
+    QdrantVectors,
+    connect_qdrant,
+)
 from botgpt.retrieval.stores import ChunkRecord
 from tests.retrieval import test_stores
 from tests.retrieval.test_stores import *  # noqa: F403 (the interface tests, collected here too)
@@ -220,3 +228,36 @@ async def test_collection_of_another_dimension_is_refused(vectors: QdrantVectors
     )
     with pytest.raises(ValueError, match="8-dimensional"):
         await vectors.upsert([(new_id(), "o", "d", np.ones(384, dtype=np.float32))], 384)
+
+
+def test_settings_need_a_qdrant_location() -> None:
+    with pytest.raises(ValueError, match="BOTGPT_QDRANT_URL"):
+        Settings(_env_file=None, vector_store="qdrant")  # type: ignore[call-arg]
+    chosen = Settings(_env_file=None, vector_store="qdrant", qdrant_url=":memory:")  # type: ignore[call-arg]
+    assert build_chunk_indexes(chosen).store == "qdrant"
+    assert build_chunk_indexes(Settings(_env_file=None)).store == "database"  # type: ignore[call-arg]
+
+
+async def test_embedded_folder_keeps_points_across_restarts(tmp_path: Path) -> None:
+    settings = Settings(_env_file=None, vector_store="qdrant", qdrant_path=tmp_path / "q")  # type: ignore[call-arg]
+    first = build_chunk_indexes(settings).vectors
+    assert first is not None and first.local
+    chunk = new_id()
+    await first.upsert([(chunk, "o", "d", np.ones(384, dtype=np.float32))], 384)
+    await first.close()
+    again = build_chunk_indexes(settings).vectors
+    assert again is not None
+    try:
+        other = new_id()
+        assert await again.missing([chunk, other]) == {other}
+        assert await again.count() == 1
+    finally:
+        await again.close()
+
+
+async def test_an_unreachable_server_is_reported_not_ready() -> None:
+    store = connect_qdrant("http://127.0.0.1:9", timeout_seconds=1)
+    try:
+        assert not await store.healthy()
+    finally:
+        await store.close()

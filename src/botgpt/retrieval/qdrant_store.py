@@ -240,6 +240,15 @@ class QdrantVectors:
             log.info("deleted %d orphan Qdrant points", removed)
         return removed
 
+    async def healthy(self) -> bool:
+        """Whether Qdrant answers (the collection may not exist yet)."""
+        try:
+            await self.client.collection_exists(self.collection)
+        except Exception:  # unreachable, refused, timed out: logged, not returned
+            log.warning("Qdrant does not answer", exc_info=True)
+            return False
+        return True
+
     async def close(self) -> None:
         """Close the client's connections."""
         await self.client.close()
@@ -275,7 +284,10 @@ def connect_qdrant(
         elif url == ":memory:":
             client = AsyncQdrantClient(location=":memory:")
         else:
-            client = AsyncQdrantClient(url=url, api_key=api_key, timeout=timeout_seconds)
+            # No version check: it is a blocking request made in the constructor.
+            client = AsyncQdrantClient(
+                url=url, api_key=api_key, timeout=timeout_seconds, check_compatibility=False
+            )
     return QdrantVectors(client, collection, local=bool(path) or url == ":memory:")
 
 
