@@ -4,8 +4,11 @@ the start-up sync gives rows without a point one."""
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -13,6 +16,7 @@ from qdrant_client import models
 
 from botgpt import migrate
 from botgpt.config import Settings
+from botgpt.documents.evaluation import evaluate_retrieval
 from botgpt.llm.fake import FakeProvider
 from botgpt.main import create_app
 from botgpt.retrieval.qdrant_store import QdrantVectors
@@ -167,3 +171,46 @@ async def test_sync_gives_rows_without_points_their_vectors(
     r = await client.post("/api/v1/search", json=search, headers=owner.headers)
     assert [p["document_id"] for p in r.json()["results"]] == [doc["id"]]
     assert (await qdrant_app.app.state.container.docs.vector_sync.run()).points_added == 0
+
+
+async def test_retrieval_evaluation_runs_on_qdrant(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`botgpt eval retrieval` measures the configured store: its vector search is Qdrant's."""
+    beir = tmp_path / "beir"
+    (beir / "qrels").mkdir(parents=True)
+    corpus = [
+        ("d1", "Volcanoes", "Magma rises through the crust and erupts as lava."),
+        ("d2", "Tides", "The moon's gravity pulls the oceans and causes tides."),
+        ("d3", "Bread", "Yeast ferments sugars in dough, producing carbon dioxide."),
+    ]
+    (beir / "corpus.jsonl").write_text(
+        "\n".join(json.dumps({"_id": i, "title": t, "text": x}) for i, t, x in corpus)
+    )
+    (beir / "queries.jsonl").write_text(
+        json.dumps({"_id": "q1", "text": "what pulls the sea twice a day"})
+    )
+    (beir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td2\t1\n")
+    searches: list[int] = []
+    original = QdrantVectors.search
+
+    async def counted(self: QdrantVectors, *args: Any, **kwargs: Any) -> list[tuple[str, float]]:
+        searches.append(1)
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(QdrantVectors, "search", counted)
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        environment="test",
+        data_dir=tmp_path,
+        vector_store="qdrant",
+        qdrant_path=tmp_path / "server-owned",  # the evaluation must not open it
+    )
+    report = await evaluate_retrieval(
+        settings,
+        str(beir),
+        mode="vector",
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'eval.db'}",
+    )
+    assert report.ndcg_at_10 == 1.0 and searches
+    assert not (tmp_path / "server-owned").exists()

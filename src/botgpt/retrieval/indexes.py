@@ -48,6 +48,11 @@ class ChunkIndexes:
             return 0
         return await self.vectors.sweep_orphans(engine)
 
+    async def drop(self) -> None:
+        """Delete the outside store's collection (throwaway evaluations only)."""
+        if self.vectors is not None:
+            await self.vectors.drop()
+
     async def close(self) -> None:
         """Release the connection to an outside vector store."""
         if self.vectors is not None:

@@ -240,6 +240,12 @@ class QdrantVectors:
             log.info("deleted %d orphan Qdrant points", removed)
         return removed
 
+    async def drop(self) -> None:
+        """Delete the whole collection."""
+        if await self.client.collection_exists(self.collection):
+            await self.client.delete_collection(self.collection)
+        self._dimension = None
+
     async def healthy(self) -> bool:
         """Whether Qdrant answers (the collection may not exist yet)."""
         try:
