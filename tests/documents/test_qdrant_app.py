@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from qdrant_client import models
+from sqlalchemy import text
 
 from botgpt import migrate
 from botgpt.config import Settings
@@ -214,3 +215,29 @@ async def test_retrieval_evaluation_runs_on_qdrant(
     )
     assert report.ndcg_at_10 == 1.0 and searches
     assert not (tmp_path / "server-owned").exists()
+
+
+async def test_a_resumed_ingestion_leaves_only_the_new_runs_points(
+    qdrant_app: AppCtx, client: httpx.AsyncClient, docs: Docs, vectors: QdrantVectors
+) -> None:
+    """A crash mid-job resumes from the start: the first run's points go with its rows."""
+    owner = await UserFactory(client).create()
+    doc = await docs.ingest(owner, "e.md", POLICY.encode(), "text/markdown")
+    first = await chunk_ids(docs, doc["id"])
+    await docs.execute("UPDATE documents SET status = 'embedding' WHERE id = :d", d=doc["id"])
+    assert doc["id"] in await docs.ingestor.resume_interrupted()
+    again = await docs.wait(owner, doc["id"])
+    assert again["status"] == "ready"
+    second = await chunk_ids(docs, doc["id"])
+    assert second and not second & first
+    assert await vectors.missing(sorted(first)) == first
+    assert await vectors.missing(sorted(second)) == set()
+    assert await points(vectors, "document_id", doc["id"]) == len(second)
+
+
+async def chunk_ids(docs: Docs, document_id: str) -> set[str]:
+    async with docs.ctx.app.state.container.engine.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT id FROM chunks WHERE document_id = :d"), {"d": document_id}
+        )
+        return {row[0] for row in rows}
