@@ -374,6 +374,12 @@ class Settings(BaseSettings):
                 "BOTGPT_QDRANT_URL (or BOTGPT_QDRANT_PATH) is required when "
                 "BOTGPT_VECTOR_STORE=qdrant"
             )
+        in_memory = self.qdrant_url == ":memory:" and not self.qdrant_path
+        if self.vector_store == "qdrant" and in_memory and self.environment == "production":
+            raise ValueError(
+                "BOTGPT_QDRANT_URL=:memory: loses every vector at each restart: use a "
+                "Qdrant server in production"
+            )
         return self
 
     @model_validator(mode="after")

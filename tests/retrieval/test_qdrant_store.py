@@ -233,6 +233,14 @@ async def test_collection_of_another_dimension_is_refused(vectors: QdrantVectors
 def test_settings_need_a_qdrant_location() -> None:
     with pytest.raises(ValueError, match="BOTGPT_QDRANT_URL"):
         Settings(_env_file=None, vector_store="qdrant")  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="restart"):
+        Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            environment="production",
+            jwt_secret="x" * 40,
+            vector_store="qdrant",
+            qdrant_url=":memory:",
+        )
     chosen = Settings(_env_file=None, vector_store="qdrant", qdrant_url=":memory:")  # type: ignore[call-arg]
     assert build_chunk_indexes(chosen).store == "qdrant"
     assert build_chunk_indexes(Settings(_env_file=None)).store == "database"  # type: ignore[call-arg]
