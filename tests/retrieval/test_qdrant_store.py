@@ -157,6 +157,25 @@ async def test_deleted_rows_lose_their_points_after_commit(
     assert len(await points_of(vectors, owner_id=bob)) == len(PASSAGES)
 
 
+async def test_an_unreachable_qdrant_does_not_fail_a_committed_delete(
+    db: AsyncConnection,
+    qdrant_backed: ChunkIndexes,
+    vectors: QdrantVectors,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The rows are gone once committed: the points' deletion may fail (the sweep finishes)."""
+    index = index_on(db, qdrant_backed)
+    doc = await add_document(index, new_id(), PASSAGES)
+
+    async def down(*args: Any, **kwargs: Any) -> None:
+        raise ConnectionError("qdrant is down")
+
+    monkeypatch.setattr(vectors, "delete_ids", down)
+    assert await index.delete_document(doc) == len(PASSAGES)
+    await index.committed()  # logged, not raised
+    assert len(await points_of(vectors, document_id=doc)) == len(PASSAGES)
+
+
 async def test_orphan_points_are_skipped_and_search_pages_on(
     db: AsyncConnection, qdrant_backed: ChunkIndexes, vectors: QdrantVectors
 ) -> None:

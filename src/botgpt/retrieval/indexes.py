@@ -7,6 +7,7 @@ them names a store.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -15,6 +16,8 @@ from botgpt.retrieval.stores import ChunkIndex, chunk_index_for
 
 if TYPE_CHECKING:
     from botgpt.retrieval.qdrant_store import QdrantVectors
+
+log = logging.getLogger("botgpt.qdrant")
 
 
 class ChunkIndexes:
@@ -38,9 +41,16 @@ class ChunkIndexes:
         return QdrantChunkIndex(index, self.vectors)
 
     async def forget_owner(self, owner_id: str) -> None:
-        """Drop what lives outside the database for an owner whose rows are already gone."""
-        if self.vectors is not None:
+        """Drop what lives outside the database for an owner whose rows are already gone.
+
+        A failure leaves orphan points (never shown) to the sweep: it is logged, not raised.
+        """
+        if self.vectors is None:
+            return
+        try:
             await self.vectors.delete_owner(owner_id)
+        except Exception:
+            log.warning("Qdrant points of an erased owner left to the sweep", exc_info=True)
 
     async def sweep(self, engine: AsyncEngine) -> int:
         """Remove vectors outside the database whose chunk rows are gone; returns how many."""

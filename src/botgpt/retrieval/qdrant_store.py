@@ -364,12 +364,19 @@ class QdrantChunkIndex(ChunkIndex):
         return removed
 
     async def committed(self) -> None:
-        """Delete the points of the rows this transaction deleted."""
+        """Delete the points of the rows this transaction deleted.
+
+        The rows are gone already, so a failure here only leaves orphan points (never shown:
+        search joins points to rows); it is logged and left to the sweep, not raised.
+        """
         ids, self._deleted_ids = self._deleted_ids, []
         owners, self._deleted_owners = self._deleted_owners, []
-        await self.vectors.delete_ids(ids)
-        for owner_id in owners:
-            await self.vectors.delete_owner(owner_id)
+        try:
+            await self.vectors.delete_ids(ids)
+            for owner_id in owners:
+                await self.vectors.delete_owner(owner_id)
+        except Exception:
+            log.warning("Qdrant points of deleted chunks left to the sweep", exc_info=True)
         await self.inner.committed()
 
     async def keyword_search(
