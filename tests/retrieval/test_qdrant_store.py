@@ -31,11 +31,24 @@ from botgpt.retrieval.qdrant_store import (
 )
 from botgpt.retrieval.stores import ChunkRecord
 from tests.retrieval import test_stores
-from tests.retrieval.test_stores import *  # noqa: F403 (the interface tests, collected here too)
-from tests.retrieval.test_stores import PASSAGES, add_document, embedder
 
-# Not about the index interface (DDL text, PostgreSQL's rank options): test_stores.py has them.
-del test_ddl_is_idempotent_text, test_ddl_can_run_twice, test_postgres_rank_functions  # noqa: F821
+# The interface tests of test_stores.py, collected here again (with the fixture below they
+# run on the Qdrant-backed index). Its DDL and PostgreSQL ranking tests stay there only.
+from tests.retrieval.test_stores import (
+    PASSAGES,
+    add_document,
+    embedder,
+    test_add_and_count,  # noqa: F401
+    test_delete_document_removes_rows_vectors_and_keywords,  # noqa: F401
+    test_delete_of_rows_by_another_path_cleans_the_side_tables,  # noqa: F401
+    test_idf_weighting_prefers_the_rare_term,  # noqa: F401
+    test_keyword_query_is_not_an_injection_vector,  # noqa: F401
+    test_keyword_search_ranks_known_passage_first,  # noqa: F401
+    test_owner_and_document_filters,  # noqa: F401
+    test_vector_filter_is_applied_inside_the_knn,  # noqa: F401
+    test_vector_search_returns_nearest,  # noqa: F401
+    test_wrong_dimension_is_rejected,  # noqa: F401
+)
 
 
 @pytest.fixture
