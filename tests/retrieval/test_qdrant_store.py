@@ -301,3 +301,38 @@ async def test_an_unreachable_server_is_reported_not_ready() -> None:
         assert not await store.healthy()
     finally:
         await store.close()
+
+
+async def test_server_mode_creates_payload_indexes_and_tunes_the_search(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What a server is asked for (the embedded client accepts but ignores it): keyword
+    payload indexes on owner_id (the tenant key) and document_id, and an hnsw_ef per query."""
+    store = QdrantVectors(AsyncQdrantClient(location=":memory:"), "server_like", local=False)
+    indexes: dict[str, Any] = {}
+    searches: list[Any] = []
+    create_index, query = store.client.create_payload_index, store.client.query_points
+
+    async def record_index(collection: str, field: str, **kwargs: Any) -> Any:
+        indexes[field] = kwargs["field_schema"]
+        return await create_index(collection, field, **kwargs)
+
+    async def record_query(collection: str, **kwargs: Any) -> Any:
+        searches.append(kwargs)
+        return await query(collection, **kwargs)
+
+    monkeypatch.setattr(store.client, "create_payload_index", record_index)
+    monkeypatch.setattr(store.client, "query_points", record_query)
+    try:
+        with pytest.warns(UserWarning):  # the embedded client says it ignores both
+            owner, vector = new_id(), np.ones(384, dtype=np.float32)
+            await store.upsert([(new_id(), owner, new_id(), vector)], 384)
+            assert len(await store.search(vector, owner, None, 60)) == 1
+    finally:
+        await store.close()
+    owner_index = indexes["owner_id"]
+    assert isinstance(owner_index, models.KeywordIndexParams) and owner_index.is_tenant
+    assert indexes["document_id"] == models.PayloadSchemaType.KEYWORD
+    assert searches[0]["search_params"].hnsw_ef == 128
+    must = searches[0]["query_filter"].must
+    assert [(c.key, c.match.value) for c in must] == [("owner_id", owner)]
