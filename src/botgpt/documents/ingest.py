@@ -49,7 +49,8 @@ from botgpt.ids import new_id, utcnow
 from botgpt.jobs.queue import JobQueue
 from botgpt.observability import metrics
 from botgpt.retrieval.embedders import EmbeddingError, Vectors, available_cores
-from botgpt.retrieval.stores import ChunkIndex, ChunkRecord, chunk_index_for
+from botgpt.retrieval.indexes import ChunkIndexes
+from botgpt.retrieval.stores import ChunkIndex, ChunkRecord
 
 log = logging.getLogger("botgpt.ingest")
 
@@ -93,8 +94,10 @@ class Ingestor:
         blobs: BlobStore,
         embedder: LazyEmbedder,
         queue: JobQueue,
+        indexes: ChunkIndexes | None = None,
     ) -> None:
         self.settings = settings
+        self.indexes = indexes or ChunkIndexes()
         self.engine = engine
         self.blobs = blobs
         self.embedder = embedder
@@ -113,7 +116,7 @@ class Ingestor:
 
     def index(self, conn: AsyncConnection) -> ChunkIndex:
         """The chunk index bound to ``conn``'s transaction."""
-        return chunk_index_for(conn, dimension=self.embedder.dimension)
+        return self.indexes.bind(conn, dimension=self.embedder.dimension)
 
     async def enqueue(self, document_id: str) -> None:
         """Queue the ingestion of a document (status must be ``queued``)."""
@@ -427,17 +430,22 @@ class Ingestor:
                 .values(progress=round(progress, 4))
             )
 
+        bound: list[ChunkIndex] = []
+
         async def write(conn: AsyncConnection) -> None:
             changed = await conn.execute(statement.values(updated_at=utcnow()))
             if changed.rowcount != 1:
                 raise _Gone
             index = self.index(conn)
+            bound.append(index)
             if single:  # nothing was written before: clear what a crashed run left
                 await index.delete_document(doc["id"])
             await index.add(records, embedding_model=self.embedder.name)
 
         try:
             await self.writer.write(write)
+            for index in bound:  # outside stores drop what the committed delete removed
+                await index.committed()
         except IntegrityError as exc:
             # The chunks' foreign key (trigger on SQLite) refuses chunks of a deleted document.
             if not await self._exists(doc["id"]):
@@ -450,6 +458,7 @@ class Ingestor:
         ``attempts`` is the run's fencing token: a newer claim (a resume elsewhere) bumps it,
         so a stale run can no longer write.
         """
+        index = None
         async with self.engine.begin() as conn:
             changed = await conn.execute(
                 update(_documents)
@@ -459,7 +468,10 @@ class Ingestor:
             if changed.rowcount != 1:
                 raise _Gone
             if drop_chunks:
-                await self.index(conn).delete_document(doc["id"])
+                index = self.index(conn)
+                await index.delete_document(doc["id"])
+        if index is not None:
+            await index.committed()
 
     async def _fail(
         self, doc: dict[str, Any], code: str, message: str, report: ProgressCallback
@@ -532,10 +544,17 @@ class Ingestor:
             )
             if changed.rowcount != 1:
                 return False
-            await self.index(conn).delete_document(document_id)
+            index = self.index(conn)
+            await index.delete_document(document_id)
+        await index.committed()
         return True
 
-    async def purge(self, conn: AsyncConnection, document_id: str) -> None:
-        """Delete a document's chunks and row inside the caller's transaction."""
-        await self.index(conn).delete_document(document_id)
+    async def purge(self, conn: AsyncConnection, document_id: str) -> ChunkIndex:
+        """Delete a document's chunks and row inside the caller's transaction.
+
+        Returns the index: the caller awaits its ``committed()`` once it has committed.
+        """
+        index = self.index(conn)
+        await index.delete_document(document_id)
         await conn.execute(delete(_documents).where(_documents.c.id == document_id))
+        return index
