@@ -144,5 +144,9 @@ async def index_dimension(conn: AsyncConnection) -> int | None:
     else:
         sql = "SELECT sql FROM sqlite_master WHERE name = 'chunks_vec'"
     found = (await conn.execute(text(sql))).scalar()
+    if conn.dialect.name != "postgresql":
+        from botgpt.retrieval.sqlite_store import dimension_from_schema
+
+        return dimension_from_schema(str(found or ""))
     match = re.search(r"(?:vector\(|FLOAT\[)(\d+)", str(found or ""), re.IGNORECASE)
     return int(match.group(1)) if match else None
