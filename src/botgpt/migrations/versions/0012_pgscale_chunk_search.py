@@ -1,0 +1,61 @@
+"""PostgreSQL chunk search at scale: half-precision HNSW index and keyword term statistics
+
+Revision ID: 0012_pgscale_chunk_search
+Revises: 0011_support
+
+PostgreSQL only (SQLite is unchanged). The full-precision HNSW index is replaced by one over
+``CAST(embedding AS halfvec(n))`` (rebuilt from the rows: minutes for a million chunks), and
+``chunks_terms`` (document frequency per lexeme, kept by triggers) is created and counted from
+the existing rows. New databases get the same objects from the library's DDL in 0003.
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+from botgpt.retrieval.pg_keyword import TERMS_TABLE, rebuild_term_stats_sql, term_stats_ddl
+from botgpt.retrieval.pg_store import hnsw_index_ddl
+
+revision: str = "0012_pgscale_chunk_search"
+down_revision: str | None = "0011_support"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+_OLD_INDEX = "ix_chunks_embedding_hnsw"
+
+
+def _dimension() -> int:
+    """The vector column's declared dimension (its type modifier)."""
+    found = op.get_bind().execute(
+        sa.text(
+            "SELECT atttypmod FROM pg_attribute "
+            "WHERE attrelid = to_regclass('chunks') AND attname = 'embedding'"
+        )
+    )
+    return int(found.scalar_one())
+
+
+def upgrade() -> None:
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    op.execute(f"DROP INDEX IF EXISTS {_OLD_INDEX}")
+    op.execute(hnsw_index_ddl(_dimension()))
+    for statement in term_stats_ddl():
+        op.execute(statement)
+    for statement in rebuild_term_stats_sql():
+        op.execute(statement)
+
+
+def downgrade() -> None:
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    for trigger in ("insert", "delete", "update", "truncate"):
+        op.execute(f"DROP TRIGGER IF EXISTS chunk_terms_after_{trigger} ON chunks")
+    for function in ("added", "removed", "changed", "truncated"):
+        op.execute(f"DROP FUNCTION IF EXISTS chunk_terms_{function}()")
+    op.execute(f"DROP TABLE IF EXISTS {TERMS_TABLE}")
+    op.execute("DROP INDEX IF EXISTS ix_chunks_embedding_hnsw_half")
+    op.execute(
+        f"CREATE INDEX IF NOT EXISTS {_OLD_INDEX} ON chunks USING hnsw (embedding vector_cosine_ops)"
+    )
