@@ -57,5 +57,6 @@ def downgrade() -> None:
     op.execute(f"DROP TABLE IF EXISTS {TERMS_TABLE}")
     op.execute("DROP INDEX IF EXISTS ix_chunks_embedding_hnsw_half")
     op.execute(
-        f"CREATE INDEX IF NOT EXISTS {_OLD_INDEX} ON chunks USING hnsw (embedding vector_cosine_ops)"
+        f"CREATE INDEX IF NOT EXISTS {_OLD_INDEX} ON chunks "
+        "USING hnsw (embedding vector_cosine_ops)"
     )
