@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import scale_corpus as corpus
 
 from botgpt.retrieval.embedders import Embedder, Vectors
-from botgpt.retrieval.pg_keyword import rebuild_term_stats_sql, term_stats_ddl
+from botgpt.retrieval.pg_keyword import RANK_BUDGET, rebuild_term_stats_sql, term_stats_ddl
 from botgpt.retrieval.pg_store import (
     HNSW_EF_CONSTRUCTION,
     HNSW_M,
@@ -129,6 +129,7 @@ async def pg_database(url: str, name: str, rebuild: bool) -> tuple[str, bool]:
 def pg_load_ddl() -> list[str]:
     """The chunk DDL without the secondary indexes and triggers (they come after COPY)."""
     later = ("USING hnsw", "USING gin", "CREATE INDEX", "TRIGGER", "FUNCTION", "chunks_terms")
+    # (the ALTER keeping vectors in the row must come before COPY: it stays)
     return [s for s in postgres_ddl(384) if not any(word in s for word in later)]
 
 
@@ -356,6 +357,49 @@ async def pg_ef_sweep(
     return rows
 
 
+async def pg_ndcg(
+    engine: AsyncEngine, base: corpus.BaseCorpus, total: int, data_dir: str, budgets: Sequence[int]
+) -> dict[str, Any]:
+    """SciFact test nDCG@10 / Recall@100 of owner 0 (the real vectors) per mode and budget.
+
+    Owner 0's first copy is SciFact itself, so this is ``botgpt eval retrieval``'s measure
+    (300 chunks per list, documents ranked by their best chunk) inside the scaled database.
+    """
+    from botgpt.documents.evaluation import EVAL_CHUNK_DEPTH
+    from botgpt.retrieval.eval import load_beir, ndcg_at_k, recall_at_k
+    from botgpt.retrieval.search import SearchParams
+
+    qrels = load_beir(data_dir).qrels["test"]
+    owner0 = corpus.owner_id(0)
+    first = next(iter(corpus.batches(base, min(total, base.size))))
+    scifact_id = {first.document_id(c): c.doc_id for c in base.chunks}
+    embedder = PrecomputedEmbedder(dict(zip(base.query_texts, base.query_vectors, strict=True)))
+    out: dict[str, Any] = {}
+    for budget in budgets:
+        for mode in ("keyword", "vector", "hybrid"):
+            if mode == "vector" and budget != budgets[0]:
+                continue
+            run: dict[str, list[str]] = {}
+            async with engine.connect() as conn:
+                for qid, query in zip(base.query_ids, base.query_texts, strict=True):
+                    async with conn.begin():
+                        index = pg_index(conn, {"rank_budget": budget})
+                        params = SearchParams(mode=mode, candidates=EVAL_CHUNK_DEPTH)
+                        searcher = HybridSearcher(index, embedder, params)
+                        hits = await searcher.search(query, owner0, None, EVAL_CHUNK_DEPTH)
+                    ranked = [
+                        scifact_id[h.document_id] for h in hits if h.document_id in scifact_id
+                    ]
+                    run[qid] = list(dict.fromkeys(ranked))
+            label = mode if mode == "vector" else f"{mode}_budget_{budget}"
+            out[label] = {
+                "ndcg@10": round(ndcg_at_k(run, qrels, 10), 4),
+                "recall@100": round(recall_at_k(run, qrels, 100), 4),
+            }
+            print(json.dumps({label: out[label]}), file=sys.stderr, flush=True)
+    return out
+
+
 async def _ids(call: Awaitable[Sequence[Any]]) -> list[str]:
     return [hit.chunk_id for hit in await call]
 
@@ -392,9 +436,13 @@ async def pg_run(args: argparse.Namespace) -> dict[str, Any]:
             "build": build,
             "sizes_mb": await pg_sizes(engine),
         }
-        # A first pass warms the caches the way a running server's would be.
-        await pg_query_figures(engine, base, args.chunks, queries[:20], {})
-        report["search"] = await pg_query_figures(engine, base, args.chunks, queries, {})
+        if not args.skip_search:
+            # A first pass warms the caches the way a running server's would be.
+            await pg_query_figures(engine, base, args.chunks, queries[:20], {})
+            report["search"] = await pg_query_figures(engine, base, args.chunks, queries, {})
+        if args.ndcg:
+            budgets = [RANK_BUDGET, *args.budget_sweep]
+            report["scifact_owner0"] = await pg_ndcg(engine, base, args.chunks, args.data, budgets)
         if args.paths:
             report["owner_vector_paths"] = await pg_forced_paths(engine, base, args.chunks, queries)
         if args.ef_sweep:
@@ -423,6 +471,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--maintenance-work-mem", default="3GB")
     parser.add_argument("--workers", type=int, default=1, help="parallel index build workers")
     parser.add_argument("--paths", action="store_true", help="exact vs HNSW for one owner")
+    parser.add_argument("--ndcg", action="store_true", help="SciFact nDCG@10 of owner 0")
+    parser.add_argument("--budget-sweep", type=_ints, default=[], help="keyword rank budgets")
+    parser.add_argument("--skip-search", action="store_true", help="only the optional parts")
     parser.add_argument("--ef-sweep", type=_ints, default=[], help="e.g. 40,100,200")
     parser.add_argument("--rescore-sweep", type=_ints, default=[40], help="e.g. 10,40,100")
     return parser.parse_args()

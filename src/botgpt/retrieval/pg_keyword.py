@@ -18,6 +18,11 @@ every row matching any term. Here:
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
 TERMS_TABLE = "chunks_terms"
 RANK_BUDGET = 500  # expected candidate rows (within the filters) that get ranked
 MAX_CANDIDATES = 20000  # hard cap when even the rarest term matches more rows than this
@@ -86,42 +91,82 @@ def rebuild_term_stats_sql() -> list[str]:
     ]
 
 
-def idf_rank_sql(columns: str, where: str, weights: str, normalization: int) -> str:
-    """Best ``:k`` rows by the sum over query terms of IDF x ts_rank of that term alone.
+@dataclass(frozen=True, slots=True)
+class TermPlan:
+    """What the ranking query needs: every query lexeme with its IDF, and the candidates'."""
 
-    ``:terms`` are the query's words; ``where`` the filters on alias ``c``. The filtered share
-    of the table (``f``, counted up to the whole budget's worth of rows) scales the budget, so
-    one owner among many still gets about ``:budget`` candidates of their own.
+    lexemes: list[str]
+    idfs: list[float]
+    candidate_query: str  # tsquery text: an OR of the rarest lexemes
+
+
+def term_stats_sql(where: str) -> str:
+    """(lexeme, df, total, filtered rows) of each query term in ``:terms``; one round trip.
+
+    The filtered rows are counted up to ``:share_cap`` (an index-only scan of the owner or
+    document btree), enough to tell a small owner from the whole table.
     """
-    rank = f"ts_rank('{weights}'::float4[], cand.v, t.q, {int(normalization)})"
-    names = [column.strip() for column in columns.split(",")]
-    in_chunks = ", ".join(f"c.{name}" for name in names)
-    in_cand = ", ".join(f"cand.{name}" for name in names)
     share = (
-        "SELECT LEAST(1.0, GREATEST(1, (SELECT count(*) FROM (SELECT 1 FROM chunks c "
-        f"WHERE TRUE{where} LIMIT :share_cap) AS f))::float8 / GREATEST(1, n.total))"
+        f"(SELECT count(*) FROM (SELECT 1 FROM chunks c WHERE TRUE{where} LIMIT :share_cap) AS f)"
         if where
-        else "SELECT 1.0::float8"
+        else "NULL"
     )
     return (
-        f"WITH n AS (SELECT COALESCE((SELECT df FROM {TERMS_TABLE} WHERE lexeme = ''), 0) "
-        "AS total), "
-        f"f AS ({share} AS share FROM n), "
-        "t AS (SELECT CAST(quote_literal(s.lexeme) AS tsquery) AS q, "
-        "ln(1.0 + (GREATEST(n.total, s.df) - s.df + 0.5) / (s.df + 0.5)) AS idf, "
-        "sum(s.df) OVER (ORDER BY s.df, s.lexeme) AS cum, "
-        "row_number() OVER (ORDER BY s.df, s.lexeme) AS rn "
-        "FROM (SELECT DISTINCT x.lexeme, st.df FROM unnest(CAST(:terms AS text[])) AS term "
+        "SELECT x.lexeme, COALESCE(st.df, 0), "
+        f"COALESCE((SELECT df FROM {TERMS_TABLE} WHERE lexeme = ''), 0), {share} "
+        "FROM unnest(CAST(:terms AS text[])) AS term "
         "CROSS JOIN LATERAL unnest(tsvector_to_array(to_tsvector('english', term))) "
-        f"AS x(lexeme) JOIN {TERMS_TABLE} st ON st.lexeme = x.lexeme WHERE st.df > 0) AS s "
-        "CROSS JOIN n), "
-        "pick AS (SELECT CAST(string_agg(CAST(t.q AS text), ' | ') AS tsquery) AS q "
-        "FROM t, f WHERE t.rn = 1 OR t.cum * f.share <= :budget), "
+        f"AS x(lexeme) LEFT JOIN {TERMS_TABLE} st ON st.lexeme = x.lexeme"
+    )
+
+
+def plan_terms(rows: Sequence[Sequence[Any]], budget: int) -> TermPlan | None:
+    """IDF of each lexeme and the candidate terms: from the rarest up while the rows they
+    are expected to match within the filters stay within ``budget`` (the rarest always)."""
+    stats: dict[str, int] = {}
+    total, filtered = 0, None
+    for lexeme, df, n, share_rows in rows:
+        if int(df) > 0:
+            stats[str(lexeme)] = int(df)
+        total, filtered = int(n), share_rows
+    if not stats:
+        return None
+    share = 1.0 if filtered is None else min(1.0, max(1, int(filtered)) / max(1, total))
+    ordered = sorted(stats.items(), key=lambda item: (item[1], item[0]))
+    picked: list[str] = []
+    matched = 0
+    for lexeme, df in ordered:
+        matched += df
+        if picked and matched * share > budget:
+            break
+        picked.append(lexeme)
+    return TermPlan(
+        lexemes=[lexeme for lexeme, _ in ordered],
+        idfs=[math.log(1.0 + (max(total, df) - df + 0.5) / (df + 0.5)) for _, df in ordered],
+        candidate_query=" | ".join(_quoted(lexeme) for lexeme in picked),
+    )
+
+
+def _quoted(lexeme: str) -> str:
+    """A lexeme as a tsquery operand (quoted: taken as is, no operators, no stemming)."""
+    return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def ranked_candidates_sql(columns: str, where: str, weights: str, normalization: int) -> str:
+    """Best ``:k`` of the candidates (rows matching ``:candidates``) by the sum over the query
+    lexemes (``:lexemes``, ``:idfs``) of IDF x ts_rank of that lexeme alone."""
+    names = [column.strip() for column in columns.split(",")]
+    in_chunks = ", ".join(f"c.{name}" for name in names)
+    rank = f"ts_rank('{weights}'::float4[], cand.v, w.q, {int(normalization)})"
+    return (
+        "WITH w AS (SELECT CAST(quote_literal(u.lexeme) AS tsquery) AS q, u.idf "
+        "FROM unnest(CAST(:lexemes AS text[]), CAST(:idfs AS float8[])) AS u(lexeme, idf)), "
         # Materialised with the tsvector copied out of its compressed/TOASTed form once, not
-        # once per query term by every ts_rank call.
-        f"cand AS MATERIALIZED (SELECT {in_chunks}, (c.tsv || ''::tsvector) AS v FROM chunks c "
-        f"WHERE c.tsv @@ (SELECT q FROM pick){where} LIMIT :max_candidates) "
-        f"SELECT {in_cand}, "
-        f"(SELECT sum(t.idf * {rank}) FROM t WHERE cand.v @@ t.q) AS score "
-        "FROM cand ORDER BY score DESC, cand.id LIMIT :k"
+        # once per query term by every ts_rank call; the text is read for the best k only.
+        "cand AS MATERIALIZED (SELECT c.id, (c.tsv || ''::tsvector) AS v FROM chunks c "
+        f"WHERE c.tsv @@ CAST(:candidates AS tsquery){where} LIMIT :max_candidates), "
+        f"best AS (SELECT cand.id, (SELECT sum(w.idf * {rank}) FROM w WHERE cand.v @@ w.q) "
+        "AS score FROM cand ORDER BY score DESC, cand.id LIMIT :k) "
+        f"SELECT {in_chunks}, best.score FROM best JOIN chunks c ON c.id = best.id "
+        "ORDER BY best.score DESC, best.id"
     )

@@ -31,8 +31,10 @@ from botgpt.retrieval.pg_keyword import (
     MAX_CANDIDATES,
     RANK_BUDGET,
     SHARE_CAP,
-    idf_rank_sql,
+    plan_terms,
+    ranked_candidates_sql,
     term_stats_ddl,
+    term_stats_sql,
 )
 from botgpt.retrieval.stores import (
     ChunkIndex,
@@ -70,6 +72,11 @@ def postgres_ddl(dimension: int) -> list[str]:
                 || setweight(to_tsvector('english', text), 'B')
             ) STORED
         )""",
+        # pgvector's default storage moves a vector out of line (TOAST) as soon as a row
+        # passes 2 kB, i.e. always next to a chunk's text: an exact scan of an owner's rows
+        # would then look up every vector in the TOAST table. Kept in the row instead (the
+        # text and tsvector go out of line); idempotent.
+        KEEP_VECTORS_INLINE,
         "CREATE INDEX IF NOT EXISTS ix_chunks_document_id ON chunks (document_id, ordinal)",
         "CREATE INDEX IF NOT EXISTS ix_chunks_owner_id ON chunks (owner_id)",
         hnsw_index_ddl(dim),
@@ -96,6 +103,7 @@ _COLUMNS = (
 )
 RANK_FUNCTIONS = ("ts_rank", "ts_rank_cd", "idf_ts_rank")
 HNSW_INDEX = "ix_chunks_embedding_hnsw_half"
+KEEP_VECTORS_INLINE = "ALTER TABLE chunks ALTER COLUMN embedding SET STORAGE MAIN"
 # HNSW graph and search settings (bench/scale_retrieval.py --store postgres at 1M chunks).
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 64
@@ -221,26 +229,39 @@ class PostgresChunkIndex(ChunkIndex):
             return []
         params: dict[str, Any] = {"k": k}
         if self.rank_function == "idf_ts_rank":
-            params.update(
-                terms=terms,
-                budget=self.rank_budget,
-                max_candidates=MAX_CANDIDATES,
-                share_cap=SHARE_CAP,
-            )
-            where = _filters(owner_id, document_ids, params, "c")
-            sql = idf_rank_sql(_COLUMNS, where, self.rank_weights, self.rank_normalization)
-        else:
-            params["tsq"] = tsquery_expression(terms)
-            where = _filters(owner_id, document_ids, params)
-            rank = (
-                f"{self.rank_function}('{self.rank_weights}'::float4[], tsv, q, "
-                f"{self.rank_normalization})"
-            )
-            sql = (
-                f"SELECT {_COLUMNS}, {rank} AS score "
-                "FROM chunks, to_tsquery('english', :tsq) AS q "
-                f"WHERE tsv @@ q{where} ORDER BY score DESC, id LIMIT :k"
-            )
+            return await self._idf_ranked(terms, owner_id, document_ids, k)
+        params["tsq"] = tsquery_expression(terms)
+        where = _filters(owner_id, document_ids, params)
+        rank = (
+            f"{self.rank_function}('{self.rank_weights}'::float4[], tsv, q, "
+            f"{self.rank_normalization})"
+        )
+        sql = (
+            f"SELECT {_COLUMNS}, {rank} AS score "
+            "FROM chunks, to_tsquery('english', :tsq) AS q "
+            f"WHERE tsv @@ q{where} ORDER BY score DESC, id LIMIT :k"
+        )
+        result = await self.db.execute(text(sql), params)
+        return [_scored(row) for row in result.all()]
+
+    async def _idf_ranked(
+        self, terms: list[str], owner_id: str | None, document_ids: Sequence[str] | None, k: int
+    ) -> list[ScoredChunk]:
+        """IDF-weighted ts_rank of the candidates (two round trips: term statistics, ranking)."""
+        params: dict[str, Any] = {"terms": terms, "share_cap": SHARE_CAP}
+        where = _filters(owner_id, document_ids, params, "c")
+        stats = await self.db.execute(text(term_stats_sql(where)), params)
+        plan = plan_terms(stats.all(), self.rank_budget)
+        if plan is None:
+            return []
+        params.update(
+            lexemes=plan.lexemes,
+            idfs=plan.idfs,
+            candidates=plan.candidate_query,
+            max_candidates=MAX_CANDIDATES,
+            k=k,
+        )
+        sql = ranked_candidates_sql(_COLUMNS, where, self.rank_weights, self.rank_normalization)
         result = await self.db.execute(text(sql), params)
         return [_scored(row) for row in result.all()]
 

@@ -3,7 +3,8 @@
 Revision ID: 0012_pgscale_chunk_search
 Revises: 0011_support
 
-PostgreSQL only (SQLite is unchanged). The full-precision HNSW index is replaced by one over
+PostgreSQL only (SQLite is unchanged). Vectors are kept in the row (storage MAIN) rather
+than in TOAST for rows written from now on. The full-precision HNSW index is replaced by one over
 ``CAST(embedding AS halfvec(n))`` (rebuilt from the rows: minutes for a million chunks), and
 ``chunks_terms`` (document frequency per lexeme, kept by triggers) is created and counted from
 the existing rows. New databases get the same objects from the library's DDL in 0003.
@@ -15,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from botgpt.retrieval.pg_keyword import TERMS_TABLE, rebuild_term_stats_sql, term_stats_ddl
-from botgpt.retrieval.pg_store import hnsw_index_ddl
+from botgpt.retrieval.pg_store import KEEP_VECTORS_INLINE, hnsw_index_ddl
 
 revision: str = "0012_pgscale_chunk_search"
 down_revision: str | None = "0011_support"
@@ -39,6 +40,7 @@ def _dimension() -> int:
 def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
+    op.execute(KEEP_VECTORS_INLINE)  # rows written from now on; old rows stay as they are
     op.execute(f"DROP INDEX IF EXISTS {_OLD_INDEX}")
     op.execute(hnsw_index_ddl(_dimension()))
     for statement in term_stats_ddl():
@@ -56,6 +58,7 @@ def downgrade() -> None:
         op.execute(f"DROP FUNCTION IF EXISTS chunk_terms_{function}()")
     op.execute(f"DROP TABLE IF EXISTS {TERMS_TABLE}")
     op.execute("DROP INDEX IF EXISTS ix_chunks_embedding_hnsw_half")
+    op.execute("ALTER TABLE chunks ALTER COLUMN embedding SET STORAGE EXTERNAL")
     op.execute(
         f"CREATE INDEX IF NOT EXISTS {_OLD_INDEX} ON chunks "
         "USING hnsw (embedding vector_cosine_ops)"
