@@ -429,7 +429,11 @@ async def pg_run(args: argparse.Namespace) -> dict[str, Any]:
             "store": "postgres",
             "chunks": args.chunks,
             "owners": corpus.OWNERS,
-            "owner0_chunks": corpus.owner_chunk_count(base, args.chunks, 0),
+            "owner0_chunks": sum(
+                b.count
+                for b in corpus.batches(base, args.chunks)
+                if b.owner_id == corpus.owner_id(0)
+            ),
             "queries": len(queries),
             "load_avg_at_start": os.getloadavg(),
             "database": name,
