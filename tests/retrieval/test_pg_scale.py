@@ -142,9 +142,14 @@ GROUP BY c.id ORDER BY score DESC, c.id
 """
 
 
-async def test_keyword_ranking_matches_counting_every_term(pg: AsyncConnection) -> None:
+@pytest.mark.parametrize("scan_filtered_rows", [0, 10**6])  # GIN intersection / owner's rows
+async def test_keyword_ranking_matches_counting_every_term(
+    pg: AsyncConnection, monkeypatch: pytest.MonkeyPatch, scan_filtered_rows: int
+) -> None:
+    from botgpt.retrieval import pg_store
     from botgpt.retrieval.keywords import keyword_terms
 
+    monkeypatch.setattr(pg_store, "SCAN_FILTERED_ROWS", scan_filtered_rows)
     index = PostgresChunkIndex(pg)
     owner, other = str(uuid.uuid4()), str(uuid.uuid4())
     # Every passage a different length, so no two share a score (ties would be float noise).

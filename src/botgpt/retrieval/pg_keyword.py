@@ -31,6 +31,7 @@ TERMS_TABLE = "chunks_terms"
 RANK_BUDGET = 500  # expected candidate rows (within the filters) that get ranked
 MAX_CANDIDATES = 5000  # hard cap when even the rarest term matches more rows than this
 SHARE_CAP = 20000  # filtered rows counted to estimate the filters' share of the table
+SCAN_FILTERED_ROWS = 2000  # filters matching fewer rows are scanned, not intersected in GIN
 
 
 def term_stats_ddl() -> list[str]:
@@ -102,6 +103,7 @@ class TermPlan:
     lexemes: list[str]
     idfs: list[float]
     candidate_query: str  # tsquery text: an OR of the rarest lexemes
+    filtered_rows: int | None  # rows matching the filters (None: no filter; capped)
 
 
 def term_stats_sql(where: str) -> str:
@@ -148,6 +150,7 @@ def plan_terms(rows: Sequence[Sequence[Any]], budget: int) -> TermPlan | None:
         lexemes=[lexeme for lexeme, _ in ordered],
         idfs=[math.log(1.0 + (max(total, df) - df + 0.5) / (df + 0.5)) for _, df in ordered],
         candidate_query=" | ".join(_quoted(lexeme) for lexeme in picked),
+        filtered_rows=None if filtered is None else int(filtered),
     )
 
 
@@ -156,19 +159,33 @@ def _quoted(lexeme: str) -> str:
     return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-def ranked_candidates_sql(columns: str, where: str, weights: str, normalization: int) -> str:
+def ranked_candidates_sql(
+    columns: str, where: str, weights: str, normalization: int, *, scan_filtered: bool = False
+) -> str:
     """Best ``:k`` of the candidates (rows matching ``:candidates``) by the sum over the query
-    lexemes (``:lexemes``, ``:idfs``) of IDF x ts_rank of that lexeme alone."""
+    lexemes (``:lexemes``, ``:idfs``) of IDF x ts_rank of that lexeme alone.
+
+    ``scan_filtered``: the filters match few rows (a document scope), so they are read
+    through their btree and matched there, instead of intersecting GIN posting lists that
+    may hold a large share of the whole table.
+    """
     names = [column.strip() for column in columns.split(",")]
     in_chunks = ", ".join(f"c.{name}" for name in names)
     rank = f"ts_rank('{weights}'::float4[], cand.v, w.q, {int(normalization)})"
+    if scan_filtered:
+        # OFFSET 0 keeps the text-search condition out of the filtered scan.
+        source = f"(SELECT c.id, c.tsv FROM chunks c WHERE TRUE{where} OFFSET 0) AS c"
+        outer_where = ""
+    else:
+        source, outer_where = "chunks c", where
     return (
         "WITH w AS (SELECT CAST(quote_literal(u.lexeme) AS tsquery) AS q, u.idf "
         "FROM unnest(CAST(:lexemes AS text[]), CAST(:idfs AS float8[])) AS u(lexeme, idf)), "
         # Materialised with the tsvector copied out of its compressed/TOASTed form once, not
         # once per query term by every ts_rank call; the text is read for the best k only.
-        "cand AS MATERIALIZED (SELECT c.id, (c.tsv || ''::tsvector) AS v FROM chunks c "
-        f"WHERE c.tsv @@ CAST(:candidates AS tsquery){where} LIMIT :max_candidates), "
+        "cand AS MATERIALIZED (SELECT c.id, (c.tsv || ''::tsvector) AS v FROM "
+        f"{source} WHERE c.tsv @@ CAST(:candidates AS tsquery){outer_where} "
+        "LIMIT :max_candidates), "
         f"best AS (SELECT cand.id, (SELECT sum(w.idf * {rank}) FROM w WHERE cand.v @@ w.q) "
         "AS score FROM cand ORDER BY score DESC, cand.id LIMIT :k) "
         f"SELECT {in_chunks}, best.score FROM best JOIN chunks c ON c.id = best.id "

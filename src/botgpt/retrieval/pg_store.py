@@ -30,6 +30,7 @@ from botgpt.retrieval.keywords import keyword_terms, tsquery_expression
 from botgpt.retrieval.pg_keyword import (
     MAX_CANDIDATES,
     RANK_BUDGET,
+    SCAN_FILTERED_ROWS,
     SHARE_CAP,
     plan_terms,
     ranked_candidates_sql,
@@ -261,7 +262,10 @@ class PostgresChunkIndex(ChunkIndex):
             max_candidates=MAX_CANDIDATES,
             k=k,
         )
-        sql = ranked_candidates_sql(_COLUMNS, where, self.rank_weights, self.rank_normalization)
+        small = plan.filtered_rows is not None and plan.filtered_rows <= SCAN_FILTERED_ROWS
+        sql = ranked_candidates_sql(
+            _COLUMNS, where, self.rank_weights, self.rank_normalization, scan_filtered=small
+        )
         result = await self.db.execute(text(sql), params)
         return [_scored(row) for row in result.all()]
 
