@@ -206,3 +206,33 @@ async def test_term_statistics_follow_inserts_updates_and_deletes(pg: AsyncConne
     )
     assert await stats() == {row[0]: int(row[1]) for row in counted.all()}
     assert (await stats())[""] == 2
+
+
+async def test_long_document_scope_is_exact_and_never_short(pg: AsyncConnection) -> None:
+    """A scope of many documents (the chat passes every ready one) is applied to the owner's
+    results; a scope far from the query still fills k from its own documents."""
+    index = PostgresChunkIndex(pg)
+    rng = np.random.default_rng(5)
+    centre = rng.normal(size=DIM)
+    owner = str(uuid.uuid4())
+    distances = np.linspace(0.01, 3.0, 200)  # document i lies further from the query as i grows
+    documents = [str(uuid.uuid4()) for _ in range(200)]
+    for document, spread in zip(documents, distances, strict=True):
+        vector = _unit(centre[None, :] + rng.normal(0, spread, (1, DIM)))
+        await _add_vectors(index, owner, vector, document)
+    await _add_vectors(index, str(uuid.uuid4()), _unit(centre[None, :] + np.zeros((5, DIM))))
+    query = _unit(centre[None, :])[0]
+    for scope in (documents[:100], documents[-70:]):  # near the query, then the furthest
+        hits = await index.vector_search(query, owner, scope, 5)
+        exact = await PostgresChunkIndex(pg, exact_scan_rows=10**9).vector_search(
+            query, owner, scope[:64], 5
+        )
+        assert len(hits) == 5 and {h.document_id for h in hits} <= set(scope)
+        if scope[0] == documents[0]:
+            assert [h.chunk_id for h in hits] == [h.chunk_id for h in exact]
+    passages = [f"vitamin cell passage {i}" for i in range(80)]
+    for i, passage in enumerate(passages):
+        await add_document(index, owner, [passage], documents[i])
+    scope = documents[10:80]
+    hits = await index.keyword_search("vitamin cell", owner, scope, 10)
+    assert len(hits) == 10 and {h.document_id for h in hits} <= set(scope)

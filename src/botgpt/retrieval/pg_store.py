@@ -19,7 +19,7 @@ ranked (see ``pg_keyword``), which keeps the cost flat from 10k to 1M chunks.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -108,10 +108,11 @@ KEEP_VECTORS_INLINE = "ALTER TABLE chunks ALTER COLUMN embedding SET STORAGE MAI
 # HNSW graph and search settings (bench/scale_retrieval.py --store postgres at 1M chunks).
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 64
-EF_SEARCH = 100
+EF_SEARCH = 200
 RESCORE_CANDIDATES = 40  # HNSW candidates (half precision) re-ranked by the exact distance
 MAX_SCAN_TUPLES = 20000  # pgvector's default; a filtered scan that ends short goes exact
-EXACT_SCAN_ROWS = 20000  # filters matching at most this many rows skip the HNSW index
+EXACT_SCAN_ROWS = 3000  # filters matching at most this many rows skip the HNSW index
+LONG_DOCUMENT_LIST = 64  # longer document scopes are applied to the owner's results
 
 
 def _prefixed(alias: str) -> str:
@@ -230,7 +231,12 @@ class PostgresChunkIndex(ChunkIndex):
             return []
         params: dict[str, Any] = {"k": k}
         if self.rank_function == "idf_ts_rank":
-            return await self._idf_ranked(terms, owner_id, document_ids, k)
+            return await self._within_documents(
+                lambda docs, n: self._idf_ranked(terms, owner_id, docs, n),
+                owner_id,
+                document_ids,
+                k,
+            )
         params["tsq"] = tsquery_expression(terms)
         where = _filters(owner_id, document_ids, params)
         rank = (
@@ -285,7 +291,43 @@ class PostgresChunkIndex(ChunkIndex):
         vector = self._query_vector(embedding, document_ids, k)
         if vector is None:
             return []
-        params: dict[str, Any] = {"q": vector_literal(vector), "k": k}
+        literal = vector_literal(vector)
+        return await self._within_documents(
+            lambda docs, n: self._nearest(literal, owner_id, docs, n), owner_id, document_ids, k
+        )
+
+    async def _within_documents(
+        self,
+        search: Callable[[Sequence[str] | None, int], Awaitable[list[ScoredChunk]]],
+        owner_id: str | None,
+        document_ids: Sequence[str] | None,
+        k: int,
+    ) -> list[ScoredChunk]:
+        """Run ``search`` (documents, k) with a long document list applied here, not in SQL.
+
+        The chat scope passes every ready document of the owner: thousands of ids, whose
+        ``= ANY(...)`` costs PostgreSQL tens of milliseconds to plan (a selectivity estimate
+        per element) and slows the HNSW scan's filter. The owner's own search, kept to the
+        listed documents, gives the same rows; it is fetched deeper until ``k`` survive or
+        the owner's rows run out, and only then does the SQL filter serve (rare: a long list
+        that is a small part of the owner's documents).
+        """
+        wanted = set(document_ids or ())
+        if owner_id is None or len(wanted) <= LONG_DOCUMENT_LIST:
+            return await search(document_ids, k)
+        fetch = 2 * k
+        for _ in range(3):
+            found = await search(None, fetch)
+            kept = [hit for hit in found if hit.document_id in wanted]
+            if len(kept) >= k or len(found) < fetch:
+                return kept[:k]
+            fetch *= 4
+        return await search(document_ids, k)
+
+    async def _nearest(
+        self, literal: str, owner_id: str | None, document_ids: Sequence[str] | None, k: int
+    ) -> list[ScoredChunk]:
+        params: dict[str, Any] = {"q": literal, "k": k}
         where = _filters(owner_id, document_ids, params)
         filtered = owner_id is not None or document_ids is not None
         if filtered and await self._at_most(where, params, self.exact_scan_rows):
