@@ -360,9 +360,9 @@ async def pg_ef_sweep(
 async def pg_ndcg(
     engine: AsyncEngine, base: corpus.BaseCorpus, total: int, data_dir: str, budgets: Sequence[int]
 ) -> dict[str, Any]:
-    """SciFact test nDCG@10 / Recall@100 of owner 0 (the real vectors) per mode and budget.
+    """SciFact test nDCG@10 / Recall@100 of owner 0 per mode and keyword budget.
 
-    Owner 0's first copy is SciFact itself, so this is ``botgpt eval retrieval``'s measure
+    Owner 0's first copy is SciFact itself (real vectors), so this is ``botgpt eval retrieval``'s measure
     (300 chunks per list, documents ranked by their best chunk) inside the scaled database.
     """
     from botgpt.documents.evaluation import EVAL_CHUNK_DEPTH
@@ -371,8 +371,14 @@ async def pg_ndcg(
 
     qrels = load_beir(data_dir).qrels["test"]
     owner0 = corpus.owner_id(0)
-    first = next(iter(corpus.batches(base, min(total, base.size))))
-    scifact_id = {first.document_id(c): c.doc_id for c in base.chunks}
+    # Every copy owner 0 holds maps back to SciFact's documents (copies of one document count
+    # once, like a document's several chunks).
+    scifact_id = {
+        batch.document_id(c): c.doc_id
+        for batch in corpus.batches(base, total)
+        if batch.owner_id == owner0
+        for c in base.chunks[: batch.count]
+    }
     embedder = PrecomputedEmbedder(dict(zip(base.query_texts, base.query_vectors, strict=True)))
     out: dict[str, Any] = {}
     for budget in budgets:

@@ -111,7 +111,7 @@ HNSW_EF_CONSTRUCTION = 64
 EF_SEARCH = 200
 RESCORE_CANDIDATES = 40  # HNSW candidates (half precision) re-ranked by the exact distance
 MAX_SCAN_TUPLES = 20000  # pgvector's default; a filtered scan that ends short goes exact
-EXACT_SCAN_ROWS = 3000  # filters matching at most this many rows skip the HNSW index
+EXACT_SCAN_ROWS = 20000  # filters matching at most this many rows skip the HNSW index
 LONG_DOCUMENT_LIST = 64  # longer document scopes are applied to the owner's results
 
 
