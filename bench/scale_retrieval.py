@@ -362,8 +362,9 @@ async def pg_ndcg(
 ) -> dict[str, Any]:
     """SciFact test nDCG@10 / Recall@100 of owner 0 per mode and keyword budget.
 
-    Owner 0's first copy is SciFact itself (real vectors), so this is ``botgpt eval retrieval``'s measure
-    (300 chunks per list, documents ranked by their best chunk) inside the scaled database.
+    Owner 0's first copy is SciFact itself (real vectors), so this is ``botgpt eval
+    retrieval``'s measure (300 chunks per list, documents ranked by their best chunk) inside
+    the scaled database.
     """
     from botgpt.documents.evaluation import EVAL_CHUNK_DEPTH
     from botgpt.retrieval.eval import load_beir, ndcg_at_k, recall_at_k
