@@ -29,7 +29,7 @@ from typing import Any
 
 TERMS_TABLE = "chunks_terms"
 RANK_BUDGET = 500  # expected candidate rows (within the filters) that get ranked
-MAX_CANDIDATES = 5000  # hard cap when even the rarest term matches more rows than this
+MAX_CANDIDATES = 2000  # hard cap when even the rarest term matches more rows than this
 SHARE_CAP = 20000  # filtered rows counted to estimate the filters' share of the table
 SCAN_FILTERED_ROWS = 2000  # filters matching fewer rows are scanned, not intersected in GIN
 
