@@ -353,10 +353,12 @@ class PostgresChunkIndex(ChunkIndex):
     async def _exact(self, where: str, params: dict[str, Any]) -> list[ScoredChunk]:
         """Exact cosine distances over the filtered rows (full-precision vectors)."""
         result = await self.db.execute(
+            # The k nearest ids first: the sort then carries no text, which is read for k rows.
             text(
-                f"SELECT {_COLUMNS}, embedding <=> CAST(:q AS vector) AS distance "
-                f"FROM chunks WHERE TRUE{where} "
-                "ORDER BY distance, id LIMIT :k"
+                "WITH best AS (SELECT id, embedding <=> CAST(:q AS vector) AS distance "
+                f"FROM chunks WHERE TRUE{where} ORDER BY distance, id LIMIT :k) "
+                f"SELECT {_prefixed('c')}, best.distance FROM best JOIN chunks c ON c.id = best.id "
+                "ORDER BY best.distance, best.id"
             ),
             params,
         )
