@@ -3,7 +3,14 @@
 Starts `botgpt serve` in a subprocess (one process, fake provider), creates a user
 and conversations, then drives POST /api/v1/conversations/{id}/messages from a lean
 raw-socket HTTP/1.1 client at concurrency 1 and 32. Reports requests/s, latency
-p50/p99, the server's CPU time per turn (from /proc) and its memory (RSS, peak).
+p50/p99, the server's CPU time per turn (from /proc, user and system) and its memory
+(RSS, peak).
+
+On PostgreSQL (the database must be fresh: the server prints its admin key only when it
+creates the admin) each phase also reports PostgreSQL's side, from `pg_stat_database`
+and, when the server runs on this machine, /proc of the backends serving the database:
+their CPU per turn (`pg_backend_cpu_ms_per_turn`, next to ours), transactions per turn
+(each autocommit statement counts as one) and connections opened.
 
     python bench/chat_turn.py [--requests 3000] [--database-url URL]
 """
@@ -12,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -32,9 +40,76 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_times(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of a process."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK
+    return int(fields[11]) / CLK, int(fields[12]) / CLK
+
+
+def cpu_seconds(pid: int) -> float:
+    return sum(cpu_times(pid))
+
+
+class PgProbe:
+    """PostgreSQL's side of a phase: its backends' CPU, transactions, sessions opened."""
+
+    def __init__(self, url: str) -> None:
+        self.dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
+        self.seen: dict[int, float] = {}  # backend pid -> latest CPU seconds read
+        self.base: dict[int, float] = {}  # backend pid -> CPU seconds when the phase began
+        self.stats: dict[str, int] = {}
+        self.queries = 0  # this probe's own transactions, not the server's
+
+    async def __aenter__(self) -> PgProbe:
+        import asyncpg  # the server's own driver
+
+        self.conn = await asyncpg.connect(self.dsn)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.conn.close()
+
+    async def _sample(self) -> dict[str, int]:
+        rows = await self.conn.fetch(
+            "SELECT pid FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        for row in rows:
+            with contextlib.suppress(OSError):  # exited, or PostgreSQL is on another machine
+                self.seen[row["pid"]] = cpu_seconds(row["pid"])
+        stats = await self.conn.fetchrow(
+            "SELECT xact_commit + xact_rollback AS xacts, sessions FROM pg_stat_database"
+            " WHERE datname = current_database()"
+        )
+        self.queries += 2
+        return dict(stats)
+
+    async def start(self) -> None:
+        """Note where the phase begins."""
+        self.seen = {}
+        self.stats = await self._sample()
+        self.base = dict(self.seen)
+        self.queries = 1  # the statistics read itself ends after its snapshot
+
+    async def poll(self, stop: asyncio.Event) -> None:
+        """Read backends' CPU twice a second (short-lived ones are caught before they exit)."""
+        while not stop.is_set():
+            await self._sample()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
+
+    async def finish(self, turns: int) -> dict[str, object]:
+        """PostgreSQL's cost of the phase, per turn."""
+        await asyncio.sleep(1.2)  # backends publish their statistics once a second at most
+        queries = self.queries + 1  # the backends' read below; the statistics read is not in
+        end = await self._sample()
+        cpu = sum(v - self.base.get(pid, 0.0) for pid, v in self.seen.items())
+        xacts = end["xacts"] - self.stats["xacts"] - queries
+        return {
+            "pg_backend_cpu_ms_per_turn": round(cpu / turns * 1000, 3) if self.seen else None,
+            "pg_transactions_per_turn": round(xacts / turns, 2),
+            "pg_connections_opened": end["sessions"] - self.stats["sessions"],
+        }
 
 
 def memory_mb(pid: int) -> dict[str, float]:
@@ -191,14 +266,30 @@ async def measure(
 ) -> dict[str, object]:
     """Warm up, then measure at concurrency 1 and 32."""
     key, ids = await setup(port, admin_key, args.conversations)
-    await load(port, key, ids, 8, min(500, args.requests))  # warm-up
+    # Warm-up at the higher concurrency, so the pool has opened its connections.
+    await load(port, key, ids, 32, min(500, args.requests))
     results: dict[str, object] = {}
+    postgres = args.database_url.startswith("postgres")
     for conc in (1, 32):
-        cpu0 = cpu_seconds(pid)
+        probe = PgProbe(args.database_url) if postgres else None
+        if probe is not None:
+            await probe.__aenter__()
+            await probe.start()
+            stop = asyncio.Event()
+            polling = asyncio.create_task(probe.poll(stop))
+        user0, sys0 = cpu_times(pid)
         r: dict[str, object] = dict(await load(port, key, ids, conc, args.requests))
-        cpu = cpu_seconds(pid) - cpu0
+        user1, sys1 = cpu_times(pid)
+        cpu = user1 + sys1 - user0 - sys0
         r["server_cpu_ms_per_turn"] = round(cpu / args.requests * 1000, 3)
+        r["server_user_cpu_ms_per_turn"] = round((user1 - user0) / args.requests * 1000, 3)
+        r["server_system_cpu_ms_per_turn"] = round((sys1 - sys0) / args.requests * 1000, 3)
         r["turns_per_cpu_second"] = round(args.requests / cpu, 1) if cpu else None
+        if probe is not None:
+            stop.set()
+            await polling
+            r.update(await probe.finish(args.requests))
+            await probe.__aexit__()
         results[f"concurrency_{conc}"] = r
     results["memory"] = memory_mb(pid)
     results["database"] = "postgresql" if args.database_url.startswith("postgres") else "sqlite"

@@ -3,7 +3,10 @@
 The chat turn's hot path issues several statements per transaction. Through the async
 SQLite adapter every statement (and every cursor call) is a hop to a worker thread;
 running the whole transaction as one function costs one hop. On PostgreSQL the same
-function runs on asyncpg through SQLAlchemy's greenlet bridge, with no thread at all.
+function runs on asyncpg through SQLAlchemy's greenlet bridge, with no thread at all, in
+one greenlet per transaction. There every statement is a round trip, and so are BEGIN and
+COMMIT: `run_single` runs a function that issues one statement (atomic by itself) without
+them, one round trip in all.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ import sqlean
 from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.util import greenlet_spawn
 
-from botgpt.db import sqlite_connect, sqlite_path
+from botgpt.db import json_dumps, sqlite_connect, sqlite_path
 
 T = TypeVar("T")
 log = logging.getLogger("botgpt.sql")
@@ -30,17 +34,43 @@ log = logging.getLogger("botgpt.sql")
 class SqlRunner:
     """Executes `fn(connection)` inside a transaction and returns its result.
 
-    The PostgreSQL form runs `fn` on the async engine via `run_sync`; `SqliteRunner`
-    overrides it to run on a dedicated thread with a synchronous engine.
+    The PostgreSQL form runs `fn` on the async engine's synchronous facade in one greenlet
+    (checkout, statements, commit and checkin; `AsyncConnection` would spawn one for each);
+    `SqliteRunner` overrides it to run on a dedicated thread with a synchronous engine.
     """
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self.sync_engine: Engine = engine.sync_engine
+
+    @property
+    def single_statements(self) -> bool:
+        """Whether `run_single` saves round trips (PostgreSQL), so callers prefer it."""
+        return True
+
+    def _transaction(self, fn: Callable[[Connection], T]) -> T:
+        with self.sync_engine.begin() as conn:
+            return fn(conn)
+
+    def _single(self, fn: Callable[[Connection], T]) -> T:
+        with self.sync_engine.connect() as conn:
+            # The driver sends no BEGIN/COMMIT; reset when the connection goes back to the
+            # pool. Set here rather than on an engine copy, whose listener would make every
+            # connection dispatch its events.
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            return fn(conn)
 
     async def run(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` in a transaction (committed if it returns, rolled back if it raises)."""
-        async with self.engine.begin() as conn:
-            return await conn.run_sync(fn)
+        return await greenlet_spawn(self._transaction, fn)
+
+    async def run_single(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn`, which issues exactly one statement, outside an explicit transaction.
+
+        A single statement is atomic on its own, so PostgreSQL needs no BEGIN and COMMIT
+        round trips around it; on SQLite this is `run`.
+        """
+        return await greenlet_spawn(self._single, fn)
 
     async def close(self) -> None:
         """Release resources held only by the runner."""
@@ -89,25 +119,31 @@ class SqliteRunner(SqlRunner):
     """
 
     def __init__(self, engine: AsyncEngine, url: str) -> None:
-        super().__init__(engine)
+        self.engine = engine
         path = sqlite_path(url)
         self.sync_engine: Engine = create_engine(
             "sqlite://",
             creator=functools.partial(sqlite_connect, path),
             module=sqlean,
             poolclass=StaticPool,  # one connection, used only by the writer thread
+            json_serializer=json_dumps,
         )
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         self.checkpointer = Checkpointer(path) if path != ":memory:" else None
 
-    def _transaction(self, fn: Callable[[Connection], T]) -> T:
-        with self.sync_engine.begin() as conn:
-            return fn(conn)
+    @property
+    def single_statements(self) -> bool:
+        """On SQLite a transaction costs nothing extra: callers batch work in `run` instead."""
+        return False
 
     async def run(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` in a transaction on the writer thread."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, self._transaction, fn)
+
+    async def run_single(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn` like `run` (one hop to the writer thread)."""
+        return await self.run(fn)
 
     async def close(self) -> None:
         """Close the connection and stop the thread."""

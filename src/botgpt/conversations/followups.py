@@ -49,7 +49,7 @@ class Followups:
         summarizer = Summarizer(turn.provider, counter=get_counter(model))
         summary = await summarizer.refresh(turn.summary, dropped)
         last = dropped[-1].id
-        await self.runner.run(
+        await self.runner.run_single(
             lambda conn: store.save_summary(conn, turn.conversation_id, summary, last)
         )
 
@@ -70,7 +70,7 @@ class Followups:
         title = clean_title(result.text, self.settings.title_max_chars)
         if title:
             old = turn.title
-            await self.runner.run(
+            await self.runner.run_single(
                 lambda conn: store.set_title(conn, turn.conversation_id, old, title)
             )
 

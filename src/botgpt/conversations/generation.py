@@ -180,7 +180,7 @@ class Generator:
             "now": done,
         }
         try:
-            await self.runner.run(lambda conn: store.finish_message(conn, values, totals))
+            await self.runner.run_single(lambda conn: store.finish_message(conn, values, totals))
         finally:
             self.leases.release(assistant.id)
         metrics.record_turn(

@@ -124,9 +124,9 @@ class Preparer:
             "visitor_session": visitor.session if visitor else None,
             "visitor_id": visitor.visitor_id if visitor else None,
         }
-        await self.runner.run(
-            lambda conn: store.insert_conversation(conn, values, rows, document_ids)
-        )
+        # Without documents this is one statement on PostgreSQL: no transaction around it.
+        run = self.runner.run if document_ids else self.runner.run_single
+        await run(lambda conn: store.insert_conversation(conn, values, rows, document_ids))
         self.on_event(
             request.owner_id,
             "conversation.created",
@@ -159,17 +159,20 @@ class Preparer:
                 new_scope, checked,
             )  # fmt: skip
 
-        while True:
+        result = None
+        if new_scope is None and self.runner.single_statements:
+            result = await self._append_single(request, profile, now)
+        while result is None:
             try:
                 result = await self.runner.run(functools.partial(append, checked=checked))
-                break
             except store.ScopeUnchecked as pending:
                 # A grounded conversation: its documents must be ready before the question
                 # is stored. The transaction was rolled back; check, then append for real.
                 await self._scope_check(request.owner_id, pending.document_ids)
                 checked = True
-        if result is None:
-            raise NotFound("Conversation not found.")
+                continue
+            if result is None:
+                raise NotFound("Conversation not found.")
         appended, (user, assistant) = result
         # Documents named on the message ground this turn, whatever the conversation's mode.
         grounded_ids = new_scope if new_scope else appended.document_ids
@@ -179,6 +182,24 @@ class Preparer:
             appended.history, appended.summary, appended.summary_message_id,
             grounded_ids if grounded else [],
         )  # fmt: skip
+
+    async def _append_single(
+        self, request: TurnRequest, profile: TurnProfile, now: Any
+    ) -> store.AppendResult:
+        """PostgreSQL: the pair stored and the history read in one statement (one round trip).
+
+        None when that does not apply (a grounded conversation, or none of the owner's):
+        the caller then takes the transaction, which tells the two apart.
+        """
+        conversation_id = request.conversation_id
+        assert conversation_id is not None
+        rows = self._pair(conversation_id, 0, request.text, now, profile)
+        appended = await self.runner.run_single(
+            lambda conn: store.append_pair(
+                conn, conversation_id, request.owner_id, request.text, now, rows
+            )
+        )
+        return None if appended is None else (appended, rows)
 
     async def _regenerate(self, request: TurnRequest, profile: TurnProfile) -> Turn:
         conversation_id, message_id = request.conversation_id, request.regenerate

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
-from sqlalchemy import Select, select
+from sqlalchemy import Select, Table, bindparam, select
 
 from botgpt.conversations import service
 from botgpt.conversations.models import Conversation
@@ -62,9 +62,17 @@ def sse_doc(status_code: int = 200) -> dict[int | str, dict[str, Any]]:
 SSE_DOC = sse_doc(200)
 
 
+_conversations = cast(Table, Conversation.__table__)
+_OWNER_OF: Select[tuple[str]] = select(_conversations.c.user_id).where(
+    _conversations.c.id == bindparam("conversation_id")
+)
+
+
 def owner_of(conversation_id: str) -> Select[str]:
     """Selects the owner of a conversation (for service keys acting on it by id)."""
-    return select(Conversation.user_id).where(Conversation.id == conversation_id)
+    # Built on every request to a conversation, executed only for service keys: binding a
+    # value to a prepared statement costs a few microseconds, building one about forty.
+    return cast("Select[str]", _OWNER_OF.params(conversation_id=conversation_id))
 
 
 def chat_service(c: ContainerDep) -> ChatService:

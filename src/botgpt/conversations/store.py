@@ -1,12 +1,35 @@
-"""The chat turn's SQL, as synchronous Core functions run by `SqlRunner` in one transaction."""
+"""The chat turn's SQL, as synchronous Core functions run by `SqlRunner` in one transaction.
+
+On PostgreSQL every statement is a round trip (and so are BEGIN and COMMIT), so the turn's
+common writes also come as single statements for `SqlRunner.run_single`: data-modifying
+CTEs do in one statement what SQLite does in a transaction of several.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, func, insert, select, update
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Connection,
+    Integer,
+    Select,
+    String,
+    Table,
+    bindparam,
+    func,
+    insert,
+    select,
+    true,
+    union_all,
+    update,
+)
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from botgpt.conversations.links import attach_documents, attached_document_ids
 from botgpt.conversations.models import Conversation, Message
@@ -164,7 +187,14 @@ def insert_conversation(
     rows: list[MessageRecord],
     document_ids: list[str],
 ) -> None:
-    """Create a conversation with its first messages and its documents."""
+    """Create a conversation with its first messages and its documents.
+
+    Without documents, one statement on PostgreSQL (for `SqlRunner.run_single`).
+    """
+    if not document_ids and conn.dialect.name == "postgresql":
+        params = {f"c_{col.name}": values[col.name] for col in c}
+        conn.execute(_CREATE_WITH_PAIR, {**params, **_pair_params(rows, with_seq=True)})
+        return
     conn.execute(_INSERT_CONVERSATION, values)
     conn.execute(_INSERT_MESSAGES, [r.values() for r in rows])
     if document_ids:
@@ -209,9 +239,16 @@ def append_user_message(
 
 
 def finish_message(conn: Connection, values: dict[str, Any], totals: dict[str, Any] | None) -> None:
-    """Store an assistant message's outcome, and add its usage to the conversation."""
-    conn.execute(_FINISH_MESSAGE, values)
-    if totals is not None:
+    """Store an assistant message's outcome, and add its usage to the conversation.
+
+    One statement on PostgreSQL (for `SqlRunner.run_single`), two on SQLite.
+    """
+    if totals is None:
+        conn.execute(_FINISH_MESSAGE, values)
+    elif conn.dialect.name == "postgresql":
+        conn.execute(_FINISH_WITH_TOTALS, {**values, **totals})
+    else:
+        conn.execute(_FINISH_MESSAGE, values)
         conn.execute(_ADD_TOTALS, totals)
 
 
@@ -314,3 +351,130 @@ def load_message(conn: Connection, conv_id: str, owner_id: str, message_id: str)
 def set_title(conn: Connection, conv_id: str, old: str, new: str) -> None:
     """Replace an automatic title, unless the title changed meanwhile (e.g. renamed)."""
     conn.execute(update(conversations).where(c.id == conv_id, c.title == old).values(title=new))
+
+
+# -- PostgreSQL: the turn's writes as single statements ------------------------------------
+_FIELDS = [f.name for f in dataclasses.fields(MessageRecord)]
+
+# The reply's outcome and the conversation's totals.
+_FINISH_WITH_TOTALS = _ADD_TOTALS.add_cte(_FINISH_MESSAGE.returning(m.id).cte("finished"))
+
+
+def _pair_select(seq_of: Callable[[int], ColumnElement[int]], from_: Any = None) -> Any:
+    """The two new messages as a SELECT of bind parameters `r0_<column>`, `r1_<column>`."""
+    rows: list[Select[Any]] = []
+    for i in (0, 1):
+        row = select(
+            *(
+                seq_of(i).label("seq")
+                if name == "seq"
+                else bindparam(f"r{i}_{name}", type_=m[name].type)
+                for name in _FIELDS
+            )
+        )
+        rows.append(row if from_ is None else row.select_from(from_))
+    return union_all(*rows)
+
+
+_PAIR_KEYS = tuple((f"r{i}_{name}", i, name) for i in (0, 1) for name in _FIELDS)
+
+
+def _pair_params(rows: list[MessageRecord], with_seq: bool) -> dict[str, Any]:
+    return {key: getattr(rows[i], name) for key, i, name in _PAIR_KEYS if with_seq or name != "seq"}
+
+
+# Reserve two sequence numbers, insert the pair numbered from them and read the history
+# before them, in one statement. The history is read in the statement's snapshot: a send
+# to the same conversation that committed while this one waited for its row lock is
+# numbered before this one but not in its history (it was concurrent). Grounded
+# conversations take the transaction (`append_user_message`): their documents come first.
+_bump = _BUMP.where(c.mode != "grounded").cte("bump")
+_recent = (
+    select(m.id, m.role, m.content, m.seq)
+    .where(
+        m.conversation_id == bindparam("cid"),
+        m.seq < _bump.c.next_seq - 2,
+        m.seq
+        > func.coalesce(
+            select(_covered.c.seq)
+            .where(_covered.c.id == _bump.c.summary_message_id)
+            .scalar_subquery(),
+            0,
+        ),
+        m.status == "complete",
+        m.superseded.is_(False),
+    )
+    .order_by(m.seq.desc())
+    .limit(HISTORY_SCAN_CAP)
+    .subquery("recent")
+)
+_texts = ARRAY(String)
+_history_arrays = select(
+    *(
+        func.array_agg(aggregate_order_by(col, _recent.c.seq), type_=_texts).label(name)
+        for name, col in (
+            ("ids", _recent.c.id),
+            ("roles", _recent.c.role),
+            ("texts", _recent.c.content),
+        )
+    )
+).subquery("history")
+_APPEND_PAIR = (
+    select(
+        _bump.c.next_seq,
+        _bump.c.title,
+        _bump.c.mode,
+        _bump.c.summary,
+        _bump.c.summary_message_id,
+        _history_arrays,
+    )
+    .select_from(
+        _bump.join(_history_arrays, true())  # one row each: no condition to join on
+    )
+    .add_cte(
+        insert(messages)
+        .from_select(
+            _FIELDS,
+            _pair_select(lambda i: _bump.c.next_seq - (2 - i), _bump),
+            include_defaults=False,
+        )
+        .cte("pair")
+    )
+)
+
+# A new conversation with its first two messages.
+_CREATE_WITH_PAIR = (
+    insert(messages)
+    .from_select(
+        _FIELDS,
+        _pair_select(lambda i: bindparam(f"r{i}_seq", type_=Integer)),
+        include_defaults=False,
+    )
+    .add_cte(
+        insert(conversations)
+        .values({col.name: bindparam(f"c_{col.name}", type_=col.type) for col in c})
+        .returning(c.id)
+        .cte("created")
+    )
+)
+
+
+def append_pair(
+    conn: Connection, conv_id: str, owner_id: str, text: str, now: datetime,
+    rows: list[MessageRecord],
+) -> Appended | None:  # fmt: skip
+    """PostgreSQL, one statement: reserve two sequence numbers, insert `rows` with them, and
+    read the history before them.
+
+    The rows' `seq` is set from the reservation. None if the conversation is not the
+    owner's or is grounded (`append_user_message` tells which).
+    """
+    params = {"cid": conv_id, "uid": owner_id, "preview": text[:PREVIEW_CHARS], "now": now}
+    row = conn.execute(_APPEND_PAIR, {**params, **_pair_params(rows, with_seq=False)}).first()
+    if row is None:
+        return None
+    next_seq, title, mode, summary, summary_mid, ids, roles, texts = row
+    for i, message in enumerate(rows):
+        message.seq = next_seq - 2 + i
+    history = [HistoryRow(*r) for r in zip(ids or (), roles or (), texts or (), strict=True)]
+    return Appended(next_seq - 2, title, mode, summary, summary_mid, history)
