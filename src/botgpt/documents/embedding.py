@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from botgpt.config import Settings
-from botgpt.documents.chunking import CountTokens, approx_token_count
+from botgpt.documents.chunking import CountTokens, TokenOffsets, approx_token_count
 from botgpt.retrieval.embedders import (
     MINILM_DIMENSION,
     MINILM_MODEL_NAME,
@@ -80,6 +80,11 @@ class LazyEmbedder(Embedder):
         count = getattr(await self.get(), "count_tokens", None)
         return count if callable(count) else approx_token_count
 
+    async def token_offsets(self) -> TokenOffsets | None:
+        """The embedder's tokenizer offsets (MiniLM): lets the chunker tokenize a text once."""
+        offsets = getattr(await self.get(), "token_offsets", None)
+        return offsets if callable(offsets) else None
+
     async def aclose(self) -> None:
         """Close the underlying embedder if it was created."""
         if self._inner is not None:
@@ -122,7 +127,9 @@ def build_embedder(settings: Settings) -> LazyEmbedder:
     def minilm() -> Embedder:
         from botgpt.retrieval.embedders import MiniLMOnnxEmbedder
 
-        return MiniLMOnnxEmbedder()
+        return MiniLMOnnxEmbedder(
+            threads=settings.embedding_threads or None, nice=settings.embedding_nice
+        )
 
     return LazyEmbedder(minilm, MINILM_MODEL_NAME, MINILM_DIMENSION, cache)
 
@@ -137,5 +144,9 @@ async def index_dimension(conn: AsyncConnection) -> int | None:
     else:
         sql = "SELECT sql FROM sqlite_master WHERE name = 'chunks_vec'"
     found = (await conn.execute(text(sql))).scalar()
+    if conn.dialect.name != "postgresql":
+        from botgpt.retrieval.sqlite_store import dimension_from_schema
+
+        return dimension_from_schema(str(found or ""))
     match = re.search(r"(?:vector\(|FLOAT\[)(\d+)", str(found or ""), re.IGNORECASE)
     return int(match.group(1)) if match else None

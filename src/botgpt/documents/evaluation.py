@@ -25,7 +25,6 @@ from botgpt.documents.models import READY, Document
 from botgpt.documents.parsing import parse_document
 from botgpt.ids import new_id, utcnow
 from botgpt.retrieval.search import SearchMode
-from botgpt.retrieval.stores import chunk_index_for
 
 __all__ = ["EVAL_CHUNK_DEPTH", "EVAL_OWNER_EMAIL", "EvalReport", "evaluate_retrieval"]
 
@@ -69,6 +68,7 @@ async def evaluate_retrieval(
     """
     from botgpt import migrate
     from botgpt.db import make_engine
+    from botgpt.documents.service import build_chunk_indexes
     from botgpt.retrieval.eval import load_beir, ndcg_at_k, recall_at_k
     from botgpt.retrieval.search import HybridSearcher, SearchParams
 
@@ -78,6 +78,12 @@ async def evaluate_retrieval(
     qrels = data.qrels[split]
     engine = make_engine(database_url)
     embedder = build_embedder(settings)
+    # The configured vector store, in a collection of its own (a real server's stays untouched).
+    # (an embedded Qdrant folder belongs to the server: the evaluation uses one in memory).
+    own: dict[str, object] = {"qdrant_collection": f"botgpt_eval_{new_id().replace('-', '')}"}
+    if settings.qdrant_path is not None:
+        own.update(qdrant_path=None, qdrant_url=":memory:")
+    indexes = build_chunk_indexes(settings.model_copy(update=own))
     try:
         await migrate.upgrade(engine)
         owner = new_id()
@@ -135,7 +141,7 @@ async def evaluate_retrieval(
             vectors = await embedder.embed(texts)
             async with engine.begin() as conn:
                 await conn.execute(_documents.insert(), rows)
-                await chunk_index_for(conn, dimension=embedder.dimension).add(
+                await indexes.bind(conn, dimension=embedder.dimension).add(
                     [
                         chunk_record(
                             c,
@@ -166,7 +172,7 @@ async def evaluate_retrieval(
             t0 = time.perf_counter()
             async with engine.connect() as conn:
                 searcher = HybridSearcher(
-                    chunk_index_for(conn, dimension=embedder.dimension), embedder, params
+                    indexes.bind(conn, dimension=embedder.dimension), embedder, params
                 )
                 hits = await searcher.search(query, owner, None, EVAL_CHUNK_DEPTH)
             timings.append((time.perf_counter() - t0) * 1000)
@@ -188,5 +194,7 @@ async def evaluate_retrieval(
             search_ms_median=round(timings[len(timings) // 2], 2) if timings else 0.0,
         )
     finally:
+        await indexes.drop()
+        await indexes.close()
         await embedder.aclose()
         await engine.dispose()

@@ -9,6 +9,7 @@ deleted document (migration 0003), so a delete racing an ingestion leaves nothin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from botgpt.config import Settings
+from botgpt.documents.batcher import EmbeddingBatcher
 from botgpt.documents.chunking import (
     Chunk,
     chunk_document,
@@ -27,6 +29,7 @@ from botgpt.documents.chunking import (
 )
 from botgpt.documents.embedding import LazyEmbedder, index_dimension
 from botgpt.documents.errors import ParseError
+from botgpt.documents.group_writer import GroupWriter
 from botgpt.documents.limits import ParseLimits
 from botgpt.documents.models import (
     CHUNKING,
@@ -45,15 +48,18 @@ from botgpt.events import EventSink, no_events
 from botgpt.ids import new_id, utcnow
 from botgpt.jobs.queue import JobQueue
 from botgpt.observability import metrics
-from botgpt.retrieval.embedders import (
-    EmbeddingError,
-)
-from botgpt.retrieval.stores import ChunkIndex, chunk_index_for
+from botgpt.retrieval.embedders import EmbeddingError, Vectors, available_cores
+from botgpt.retrieval.indexes import ChunkIndexes
+from botgpt.retrieval.stores import ChunkIndex, ChunkRecord
 
 log = logging.getLogger("botgpt.ingest")
 
 INGEST_JOB = "ingest_document"
 MAX_ATTEMPTS = 3  # runs started without finishing before a document is failed for good
+
+# Documents from this size on are ingested at most this many at a time (per process).
+LARGE_DOCUMENT_BYTES = 1024 * 1024
+LARGE_DOCUMENTS_AT_ONCE = 2
 
 # Progress milestones (0..1) of the stages; embedding fills the span up to EMBEDDED.
 PARSED, CHUNKED, EMBEDDED = 0.1, 0.15, 0.98
@@ -88,12 +94,18 @@ class Ingestor:
         blobs: BlobStore,
         embedder: LazyEmbedder,
         queue: JobQueue,
+        indexes: ChunkIndexes | None = None,
     ) -> None:
         self.settings = settings
+        self.indexes = indexes or ChunkIndexes()
         self.engine = engine
         self.blobs = blobs
         self.embedder = embedder
         self.queue = queue
+        self.batcher = EmbeddingBatcher(embedder, settings.ingest_batch_chunks)
+        self.writer = GroupWriter(engine, refusals=(_Gone,))
+        self._parse_slots = asyncio.Semaphore(available_cores())
+        self._large_slots = asyncio.Semaphore(LARGE_DOCUMENTS_AT_ONCE)
         self.on_event: EventSink = no_events  # webhooks subscribe here
         self._pending: set[str] = set()  # enqueued by this process, not started yet
         self._running: set[str] = set()
@@ -104,7 +116,7 @@ class Ingestor:
 
     def index(self, conn: AsyncConnection) -> ChunkIndex:
         """The chunk index bound to ``conn``'s transaction."""
-        return chunk_index_for(conn, dimension=self.embedder.dimension)
+        return self.indexes.bind(conn, dimension=self.embedder.dimension)
 
     async def enqueue(self, document_id: str) -> None:
         """Queue the ingestion of a document (status must be ``queued``)."""
@@ -173,25 +185,18 @@ class Ingestor:
                     "file again to retry; if it keeps failing, contact the administrator.",
                 )
             report(PARSING, 0.0)
-            parsed = await self._parse(doc)
-            await self._set(doc, status=CHUNKING, progress=PARSED, pages=len(parsed.pages))
-            report(CHUNKING, PARSED)
-            chunks = await self._chunk(parsed)
-            del parsed
-            await self._check_dimension()
-            await self._set(
-                doc, status=EMBEDDING, progress=CHUNKED, drop_chunks=True, chunk_count=0
-            )
-            report(EMBEDDING, CHUNKED)
-            await self._embed_and_index(doc, chunks, report)
-            await self._set(
-                doc,
-                status=READY,
-                progress=1.0,
-                chunk_count=len(chunks),
-                embedding_model=self.embedder.name,
-                attempts=0,
-            )
+            # Many small documents run at once (their chunks share model calls); large ones
+            # take turns, so their texts do not all sit in memory together.
+            large = doc["size_bytes"] >= LARGE_DOCUMENT_BYTES
+            async with self._large_slots if large else contextlib.nullcontext():
+                parsed = await self._parse(doc)
+                pages = len(parsed.pages)
+                report(CHUNKING, PARSED)
+                chunks = await self._chunk(parsed)
+                del parsed
+                await self._check_dimension()
+                report(EMBEDDING, CHUNKED)
+                await self._embed_and_index(doc, chunks, pages, report)
             report(READY, 1.0)
             metrics.INGESTIONS.labels(READY).inc()
             self.on_event(
@@ -252,21 +257,17 @@ class Ingestor:
                     error_message=None,
                     updated_at=utcnow(),
                 )
-            )
-            if claimed.rowcount != 1:
-                return None
-            row = (
-                await conn.execute(
-                    select(
-                        _documents.c.id,
-                        _documents.c.owner_id,
-                        _documents.c.filename,
-                        _documents.c.storage_key,
-                        _documents.c.attempts,
-                    ).where(_documents.c.id == document_id)
+                .returning(
+                    _documents.c.id,
+                    _documents.c.owner_id,
+                    _documents.c.filename,
+                    _documents.c.storage_key,
+                    _documents.c.size_bytes,
+                    _documents.c.attempts,
                 )
-            ).one()
-        return dict(row._mapping)
+            )
+            row = claimed.first()
+        return None if row is None else dict(row._mapping)
 
     async def _parse(self, doc: dict[str, Any]) -> ParsedDocument:
         try:
@@ -282,9 +283,11 @@ class Ingestor:
         async def gone() -> bool:
             return doc["id"] in self._cancelled or not await self._still_ours(doc)
 
-        # Off the event loop, bounded in time and memory, and stopped if the document goes.
+        # Off the event loop, bounded in time and memory, and stopped if the document goes;
+        # at most one parse per core, however many documents are being ingested.
         try:
-            return await parse_bounded(data, doc["filename"], self.budget(), gone)
+            async with self._parse_slots:
+                return await parse_bounded(data, doc["filename"], self.budget(), gone)
         except ParseCancelled as exc:
             raise _Gone from exc
 
@@ -306,6 +309,7 @@ class Ingestor:
             chunk_tokens=self.settings.chunk_tokens,
             overlap_tokens=self.settings.chunk_overlap,
             count_tokens=count,
+            token_offsets=await self.embedder.token_offsets(),
         )
         if not chunks:
             raise _Failure(
@@ -336,47 +340,117 @@ class Ingestor:
         self,
         doc: dict[str, Any],
         chunks: list[Chunk],
+        pages: int,
         report: ProgressCallback,
     ) -> None:
+        """Embed and store the chunks; the last transaction also makes the document ``ready``.
+
+        A document of one batch (most are) is written in a single transaction after its
+        vectors are ready; a longer one shows ``embedding`` and its progress batch by batch.
+        """
         batch_size = self.settings.embedding_batch_size
         total = len(chunks)
-        for offset in range(0, total, batch_size):
-            if doc["id"] in self._cancelled:
-                raise _Gone
-            batch = chunks[offset : offset + batch_size]
-            vectors = await self.embedder.embed([embedding_text(c) for c in batch])
-            records = [
-                chunk_record(
-                    c,
-                    chunk_id=new_id(),
-                    document_id=doc["id"],
-                    owner_id=doc["owner_id"],
-                    embedding=vector,
-                )
-                for c, vector in zip(batch, vectors, strict=True)
-            ]
-            done = offset + len(batch)
-            progress = CHUNKED + (EMBEDDED - CHUNKED) * done / total
-            try:
-                async with self.engine.begin() as conn:
-                    await self.index(conn).add(records, embedding_model=self.embedder.name)
-                    changed = await conn.execute(
-                        update(_documents)
-                        .where(
-                            _documents.c.id == doc["id"],
-                            _documents.c.status == EMBEDDING,
-                            _documents.c.attempts == doc["attempts"],
-                        )
-                        .values(progress=round(progress, 4), updated_at=utcnow())
+        if total > batch_size:
+            await self._set(
+                doc,
+                status=EMBEDDING,
+                progress=CHUNKED,
+                pages=pages,
+                drop_chunks=True,
+                chunk_count=0,
+            )
+        # The next batch embeds while this one is written: the model is never idle for us.
+        pending = asyncio.ensure_future(self._vectors(doc, chunks[:batch_size]))
+        try:
+            for offset in range(0, total, batch_size):
+                vectors = await pending
+                done = min(offset + batch_size, total)
+                if done < total:
+                    pending = asyncio.ensure_future(
+                        self._vectors(doc, chunks[done : done + batch_size])
                     )
-                    if changed.rowcount != 1:
-                        raise _Gone  # rolls the batch back
-            except IntegrityError as exc:
-                # The chunks' foreign key (trigger on SQLite) refuses chunks of a deleted document.
-                if not await self._exists(doc["id"]):
-                    raise _Gone from exc
-                raise
-            report(EMBEDDING, progress)
+                records = [
+                    chunk_record(
+                        c,
+                        chunk_id=new_id(),
+                        document_id=doc["id"],
+                        owner_id=doc["owner_id"],
+                        embedding=vector,
+                    )
+                    for c, vector in zip(chunks[offset:done], vectors, strict=True)
+                ]
+                progress = CHUNKED + (EMBEDDED - CHUNKED) * done / total
+                finish = None
+                if done == total:
+                    finish = {
+                        "status": READY,
+                        "progress": 1.0,
+                        "pages": pages,
+                        "chunk_count": total,
+                        "embedding_model": self.embedder.name,
+                        "attempts": 0,
+                    }
+                await self._store(
+                    doc, records, single=total <= batch_size, progress=progress, finish=finish
+                )
+                if done < total:
+                    report(EMBEDDING, progress)
+        finally:
+            pending.cancel()  # a prefetch no longer wanted (nothing if it was consumed)
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pending
+
+    async def _vectors(self, doc: dict[str, Any], batch: list[Chunk]) -> Vectors:
+        if doc["id"] in self._cancelled:
+            raise _Gone
+        return await self.batcher.embed([embedding_text(c) for c in batch])
+
+    async def _store(
+        self,
+        doc: dict[str, Any],
+        records: list[ChunkRecord],
+        *,
+        single: bool,
+        progress: float,
+        finish: dict[str, Any] | None,
+    ) -> None:
+        """Write one batch of chunks with the document's progress, or its ``ready`` state.
+
+        The fenced status update runs first: a document deleted or taken over refuses the
+        write before anything is written (so the write can share a transaction with other
+        documents', see `GroupWriter`), and its row stays locked until the chunks are in.
+        """
+        fenced = (_documents.c.id == doc["id"], _documents.c.attempts == doc["attempts"])
+        if finish is not None:
+            statement = update(_documents).where(*fenced).values(**finish)
+        else:
+            statement = (
+                update(_documents)
+                .where(*fenced, _documents.c.status == EMBEDDING)
+                .values(progress=round(progress, 4))
+            )
+
+        bound: list[ChunkIndex] = []
+
+        async def write(conn: AsyncConnection) -> None:
+            changed = await conn.execute(statement.values(updated_at=utcnow()))
+            if changed.rowcount != 1:
+                raise _Gone
+            index = self.index(conn)
+            bound.append(index)
+            if single:  # nothing was written before: clear what a crashed run left
+                await index.delete_document(doc["id"])
+            await index.add(records, embedding_model=self.embedder.name)
+
+        try:
+            await self.writer.write(write)
+            for index in bound:  # outside stores drop what the committed delete removed
+                await index.committed()
+        except IntegrityError as exc:
+            # The chunks' foreign key (trigger on SQLite) refuses chunks of a deleted document.
+            if not await self._exists(doc["id"]):
+                raise _Gone from exc
+            raise
 
     async def _set(self, doc: dict[str, Any], *, drop_chunks: bool = False, **values: Any) -> None:
         """Update this run's document; `_Gone` if it was deleted or another run took it over.
@@ -384,6 +458,7 @@ class Ingestor:
         ``attempts`` is the run's fencing token: a newer claim (a resume elsewhere) bumps it,
         so a stale run can no longer write.
         """
+        index = None
         async with self.engine.begin() as conn:
             changed = await conn.execute(
                 update(_documents)
@@ -393,7 +468,10 @@ class Ingestor:
             if changed.rowcount != 1:
                 raise _Gone
             if drop_chunks:
-                await self.index(conn).delete_document(doc["id"])
+                index = self.index(conn)
+                await index.delete_document(doc["id"])
+        if index is not None:
+            await index.committed()
 
     async def _fail(
         self, doc: dict[str, Any], code: str, message: str, report: ProgressCallback
@@ -466,10 +544,17 @@ class Ingestor:
             )
             if changed.rowcount != 1:
                 return False
-            await self.index(conn).delete_document(document_id)
+            index = self.index(conn)
+            await index.delete_document(document_id)
+        await index.committed()
         return True
 
-    async def purge(self, conn: AsyncConnection, document_id: str) -> None:
-        """Delete a document's chunks and row inside the caller's transaction."""
-        await self.index(conn).delete_document(document_id)
+    async def purge(self, conn: AsyncConnection, document_id: str) -> ChunkIndex:
+        """Delete a document's chunks and row inside the caller's transaction.
+
+        Returns the index: the caller awaits its ``committed()`` once it has committed.
+        """
+        index = self.index(conn)
+        await index.delete_document(document_id)
         await conn.execute(delete(_documents).where(_documents.c.id == document_id))
+        return index

@@ -73,13 +73,12 @@ class Reembedder:
         """Re-embed one document's chunks with the current model; returns chunks updated."""
         async with self.engine.connect() as conn:
             texts = await self.ingestor.index(conn).chunk_texts(document_id)
-        embedder = self.ingestor.embedder
         batch = self.ingestor.settings.embedding_batch_size
         vectors: list[tuple[str, Any]] = []
         for offset in range(0, len(texts), batch):
             part = texts[offset : offset + batch]
             inputs = [embedding_input(heading, body) for _, heading, body in part]
-            embedded = await embedder.embed(inputs)
+            embedded = await self.ingestor.batcher.embed(inputs)
             vectors += [(chunk_id, v) for (chunk_id, _, _), v in zip(part, embedded, strict=True)]
         async with self.engine.begin() as conn:
             await self.ingestor.index(conn).replace_embeddings(vectors, embedding_model=self.model)

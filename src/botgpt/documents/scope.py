@@ -21,8 +21,8 @@ from botgpt.documents.embedding import LazyEmbedder
 from botgpt.documents.models import FAILED, READY, Document
 from botgpt.exceptions import Conflict, InvalidInput, NotFound
 from botgpt.retrieval.hybrid import Hit
+from botgpt.retrieval.indexes import ChunkIndexes
 from botgpt.retrieval.search import HybridSearcher, SearchMode, SearchParams
-from botgpt.retrieval.stores import chunk_index_for
 
 MAX_SCOPE = 100
 
@@ -49,10 +49,17 @@ def _status_entry(doc: Document) -> dict[str, object]:
 class DocumentScope:
     """Readiness and search over an owner's documents; one instance per app."""
 
-    def __init__(self, settings: Settings, engine: AsyncEngine, embedder: LazyEmbedder) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: AsyncEngine,
+        embedder: LazyEmbedder,
+        indexes: ChunkIndexes | None = None,
+    ) -> None:
         self.settings = settings
         self.engine = engine
         self.embedder = embedder
+        self.indexes = indexes or ChunkIndexes()
 
     def params(self, mode: SearchMode | None = None) -> SearchParams:
         """Search parameters from the settings."""
@@ -181,7 +188,7 @@ class DocumentScope:
         mode: SearchMode | None,
     ) -> list[Hit]:
         async with self.engine.connect() as conn:
-            index = chunk_index_for(conn, dimension=self.embedder.dimension)
+            index = self.indexes.bind(conn, dimension=self.embedder.dimension)
             searcher = HybridSearcher(index, self.embedder, self.params(mode))
             return await searcher.search(query, owner_id, document_ids, k, mode=mode)
 

@@ -30,10 +30,12 @@ from botgpt.documents.uploads import (
     sniff,
     spool_multipart,
 )
+from botgpt.documents.vector_sync import VectorSync
 from botgpt.exceptions import InvalidInput, NotFound, UnsupportedMediaType
 from botgpt.ids import new_id, utcnow
 from botgpt.jobs.queue import JobQueue, make_queue
 from botgpt.pagination import Page
+from botgpt.retrieval.indexes import ChunkIndexes
 
 log = logging.getLogger("botgpt.documents")
 
@@ -234,11 +236,16 @@ class DocumentService:
         doc = await self.get(db, owner_id, document_id)
         # File first: if the database step fails, the row stays and a retry finishes the job.
         await self.blobs.delete(doc.storage_key)
-        await self.ingestor.purge(await db.connection(), document_id)
+        index = await self.ingestor.purge(await db.connection(), document_id)
         await db.commit()
+        await index.committed()  # vectors outside the database go once the rows are gone
         self.ingestor.cancel(document_id)  # a parse under way here stops now, not at its end
         db.expunge(doc)
         log.info("document deleted", extra={"document_id": document_id})
+
+    async def forget_owner(self, owner_id: str) -> None:
+        """After an account's rows are deleted: drop its vectors kept outside the database."""
+        await self.ingestor.indexes.forget_owner(owner_id)
 
 
 SUPPORTED_SUFFIXES = frozenset(
@@ -271,11 +278,14 @@ class DocumentServices:
     reembedder: Reembedder
     documents: DocumentService
     scope: DocumentScope
+    indexes: ChunkIndexes
+    vector_sync: VectorSync
 
     async def close(self) -> None:
-        """Stop the job queue and release the embedder (app shutdown)."""
+        """Stop the job queue, release the embedder and the vector store (app shutdown)."""
         await self.jobs.stop()
         await self.embedder.aclose()
+        await self.indexes.close()
 
 
 def build_document_services(
@@ -294,7 +304,8 @@ def build_document_services(
     else:
         blobs = LocalBlobStore(settings.data_dir / "uploads")
     jobs = queue or make_queue(settings)
-    ingestor = Ingestor(settings, engine, blobs, embedder, jobs)
+    indexes = build_chunk_indexes(settings)
+    ingestor = Ingestor(settings, engine, blobs, embedder, jobs, indexes)
     return DocumentServices(
         embedder=embedder,
         blobs=blobs,
@@ -302,5 +313,25 @@ def build_document_services(
         ingestor=ingestor,
         reembedder=Reembedder(engine, ingestor, jobs),
         documents=DocumentService(settings, engine, sessions, blobs, ingestor),
-        scope=DocumentScope(settings, engine, embedder),
+        scope=DocumentScope(settings, engine, embedder, indexes),
+        indexes=indexes,
+        vector_sync=VectorSync(engine, ingestor, jobs),
+    )
+
+
+def build_chunk_indexes(settings: Settings) -> ChunkIndexes:
+    """The chunk index of the settings: the database's own, or Qdrant for the vectors."""
+    if settings.vector_store != "qdrant":
+        return ChunkIndexes()
+    from botgpt.retrieval.qdrant_store import connect_qdrant
+
+    key = settings.qdrant_api_key
+    return ChunkIndexes(
+        connect_qdrant(
+            settings.qdrant_url,
+            api_key=key.get_secret_value() if key else None,
+            path=str(settings.qdrant_path) if settings.qdrant_path else None,
+            collection=settings.qdrant_collection,
+            timeout_seconds=settings.qdrant_timeout_seconds,
+        )
     )

@@ -1,8 +1,9 @@
 """A Redis-backed job queue: jobs survive restarts and are shared by every process.
 
-Jobs are entries of a Redis stream read through a consumer group. A worker takes one entry
-at a time; it stays *pending* until its handler has finished (then it is acknowledged and
-deleted). If a worker dies, its entry is claimed by another worker once it has been idle for
+Jobs are entries of a Redis stream read through a consumer group. Each process reads one
+entry at a time while fewer than `concurrency` of its jobs run (one reader, however many jobs
+run at once); an entry stays *pending* until its handler has finished (then it is acknowledged
+and deleted). If a worker dies, its entry is claimed by another worker once it has been idle for
 `lease_seconds` (XAUTOCLAIM), and the handler gets ``redelivered: True`` in the payload so it
 can take over work left half done. A running job renews its lease every third of it, so a
 long ingestion is not taken over while it is alive. An entry delivered `max_deliveries`
@@ -63,6 +64,7 @@ class RedisJobQueue(JobQueue, LazyRedis):
         self.max_deliveries = max_deliveries
         self.block_ms = int(block_seconds * 1000)
         self._workers: list[asyncio.Task[None]] = []
+        self._running: set[asyncio.Task[None]] = set()  # jobs under way in this process
         self._stopping = False
         self._name = f"{socket.gethostname()}-{os.getpid()}"
 
@@ -100,24 +102,22 @@ class RedisJobQueue(JobQueue, LazyRedis):
         """
         await self._ensure_group()
         if self.consume and not self._workers:
-            self._workers = [
-                asyncio.create_task(self.work(f"{self._name}-{i}"), name=f"jobs-worker-{i}")
-                for i in range(self.concurrency)
-            ]
+            self._workers = [asyncio.create_task(self.work(), name="jobs-reader")]
         if await _r(self.client.xlen(self.stream)) == 0:
             await self.run_start_hooks()
 
     async def stop(self) -> None:
         """Stop the workers; a job cut short stays pending and is claimed after its lease.
 
-        Workers are asked to stop and get one blocking read's time to do so; only a worker
-        still busy after that (inside a job) is cancelled. Cancelling a blocked redis-py
-        read does not always end it, so idle workers are never cancelled.
+        The reader is asked to stop and jobs get one blocking read's time to finish; only
+        what is still busy after that (jobs) is cancelled. Cancelling a blocked redis-py read
+        does not always end it, so the reader is left to end its read.
         """
         workers, self._workers = self._workers, []
         self._stopping = True
         if workers:
-            _, busy = await asyncio.wait(workers, timeout=self.block_ms / 1000 + 1.0)
+            await asyncio.wait({*workers, *self._running}, timeout=self.block_ms / 1000 + 1.0)
+            busy = [task for task in (*workers, *self._running) if not task.done()]
             for task in busy:
                 task.cancel()
             for task in busy:
@@ -133,17 +133,29 @@ class RedisJobQueue(JobQueue, LazyRedis):
             await asyncio.sleep(0.05)
 
     async def work(self, consumer: str | None = None) -> None:
-        """Take jobs one at a time until `stop`; Redis outages are waited out."""
+        """Take jobs until `stop`, up to `concurrency` running at once; waits out Redis outages."""
         consumer = consumer or f"{self._name}-w"
+        slots = asyncio.Semaphore(self.concurrency)
+
+        def finished(task: asyncio.Task[None]) -> None:
+            self._running.discard(task)
+            slots.release()
+
         while not self._stopping:
+            await slots.acquire()
             try:
                 entry = await self._next(consumer)
             except RedisError:
+                slots.release()
                 log.warning("job queue: Redis unavailable; retrying in 1 s", exc_info=True)
                 await asyncio.sleep(1.0)
                 continue
-            if entry is not None:
-                await self._run(consumer, *entry)
+            if entry is None:
+                slots.release()
+                continue
+            task = asyncio.create_task(self._run(consumer, *entry), name="jobs-job")
+            self._running.add(task)
+            task.add_done_callback(finished)
 
     async def _next(self, consumer: str) -> tuple[str, dict[bytes, bytes]] | None:
         # Work whose worker died comes first, then new work.

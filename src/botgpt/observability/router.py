@@ -27,7 +27,7 @@ async def health() -> dict[str, str]:
 
 @router.get("/ready", responses={503: {"description": "A dependency is not ready"}})
 async def ready(c: ContainerDep) -> JSONResponse:
-    """Database (and Redis when configured) answer, else 503; model breakers are reported.
+    """Database (and Redis, Qdrant when configured) answer, else 503; breakers are reported.
 
     An open breaker does not make the instance unready: every instance shares the
     provider, so taking this one out of rotation would not help, and history,
@@ -42,6 +42,8 @@ async def ready(c: ContainerDep) -> JSONResponse:
         checks["database"] = "unavailable"
     if c.settings.redis_url:
         checks["redis"] = "ok" if await c.docs.jobs.healthy() else "unavailable"
+    if c.docs.indexes.vectors is not None:
+        checks["qdrant"] = "ok" if await c.docs.indexes.vectors.healthy() else "unavailable"
     ok = all(v == "ok" for v in checks.values())
     providers = [
         {"name": name, "model": model, "breaker": str(state)}

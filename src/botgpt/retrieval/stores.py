@@ -150,6 +150,13 @@ class ChunkIndex(abc.ABC):
         )
         return int(result.rowcount)
 
+    async def committed(self) -> None:  # noqa: B027 (a no-op unless overridden)
+        """Finish what must wait until the caller's transaction has committed.
+
+        Nothing for the database's own indexes; an index with vectors outside the database
+        (Qdrant) deletes there the vectors of rows this transaction deleted.
+        """
+
     @abc.abstractmethod
     async def keyword_search(
         self, query: str, owner_id: str | None, document_ids: Sequence[str] | None, k: int
