@@ -44,8 +44,8 @@ from botgpt.retrieval.stores import (
     DBExecutor,
     ScoredChunk,
     as_vector,
-    decode_page_breaks,
     encode_page_breaks,
+    scored_row,
 )
 
 
@@ -252,7 +252,7 @@ class PostgresChunkIndex(ChunkIndex):
             f"WHERE tsv @@ q{where} ORDER BY score DESC, id LIMIT :k"
         )
         result = await self.db.execute(text(sql), params)
-        return [_scored(row) for row in result.all()]
+        return [scored_row(row, float(row[11])) for row in result.all()]
 
     async def _idf_ranked(
         self, terms: list[str], owner_id: str | None, document_ids: Sequence[str] | None, k: int
@@ -276,7 +276,7 @@ class PostgresChunkIndex(ChunkIndex):
             _COLUMNS, where, self.rank_weights, self.rank_normalization, scan_filtered=small
         )
         result = await self.db.execute(text(sql), params)
-        return [_scored(row) for row in result.all()]
+        return [scored_row(row, float(row[11])) for row in result.all()]
 
     async def vector_search(
         self,
@@ -376,7 +376,7 @@ class PostgresChunkIndex(ChunkIndex):
             ),
             params,
         )
-        return [_scored(row, distance=True) for row in result.all()]
+        return [scored_row(row, 1.0 - float(row[11])) for row in result.all()]
 
     async def _approximate(self, where: str, params: dict[str, Any], k: int) -> list[ScoredChunk]:
         """HNSW over half-precision vectors, the candidates re-ranked by the exact distance."""
@@ -403,7 +403,7 @@ class PostgresChunkIndex(ChunkIndex):
             "ORDER BY distance, id LIMIT :k"
         )
         result = await self.db.execute(text(sql), {**params, "n": candidates})
-        return [_scored(row, distance=True) for row in result.all()]
+        return [scored_row(row, 1.0 - float(row[11])) for row in result.all()]
 
     async def count(self, *, owner_id: str | None = None, document_id: str | None = None) -> int:
         """Number of chunk rows matching the filters."""
@@ -430,21 +430,3 @@ def _filters(
         clauses += f" AND {prefix}document_id = ANY(:document_ids)"
         params["document_ids"] = list(document_ids)
     return clauses
-
-
-def _scored(row: Any, *, distance: bool = False) -> ScoredChunk:
-    score = float(row[11])
-    return ScoredChunk(
-        chunk_id=row[0],
-        document_id=row[1],
-        owner_id=row[2],
-        ordinal=row[3],
-        text=row[4],
-        heading=row[5],
-        page=row[6],
-        char_start=row[7],
-        char_end=row[8],
-        page_end=row[9],
-        page_breaks=decode_page_breaks(row[10]),
-        score=1.0 - score if distance else score,
-    )

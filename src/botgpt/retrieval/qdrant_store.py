@@ -33,7 +33,7 @@ from botgpt.retrieval.stores import (
     ChunkRecord,
     ScoredChunk,
     as_vector,
-    decode_page_breaks,
+    scored_row,
 )
 
 log = logging.getLogger("botgpt.qdrant")
@@ -415,7 +415,7 @@ class QdrantChunkIndex(ChunkIndex):
                         continue
                     if allowed is not None and row[1] not in allowed:
                         continue
-                    found.append(_scored(row, score))
+                    found.append(scored_row(row, score))
             if len(found) >= k or len(hits) < limit:
                 return found[:k]
             offset += limit
@@ -424,20 +424,3 @@ class QdrantChunkIndex(ChunkIndex):
     async def count(self, *, owner_id: str | None = None, document_id: str | None = None) -> int:
         """Number of chunk rows (the database is the source of truth)."""
         return await self.inner.count(owner_id=owner_id, document_id=document_id)
-
-
-def _scored(row: Any, score: float) -> ScoredChunk:
-    return ScoredChunk(
-        chunk_id=row[0],
-        document_id=row[1],
-        owner_id=row[2],
-        ordinal=row[3],
-        text=row[4],
-        heading=row[5],
-        page=row[6],
-        char_start=row[7],
-        char_end=row[8],
-        page_end=row[9],
-        page_breaks=decode_page_breaks(row[10]),
-        score=score,
-    )

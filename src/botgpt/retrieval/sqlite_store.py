@@ -40,8 +40,8 @@ from botgpt.retrieval.stores import (
     DBExecutor,
     ScoredChunk,
     as_vector,
-    decode_page_breaks,
     encode_page_breaks,
+    scored_row,
 )
 
 # vec0 refuses k above this in a KNN query.
@@ -354,7 +354,7 @@ class SqliteChunkIndex(ChunkIndex):
             f"{owner} ORDER BY ranked.score DESC"
         )
         result = await self.db.execute(text(sql), params)
-        return [_scored(row) for row in result.all()]
+        return [scored_row(row, float(row[11])) for row in result.all()]
 
     async def vector_search(
         self,
@@ -385,7 +385,7 @@ class SqliteChunkIndex(ChunkIndex):
             "FROM best JOIN chunks c ON c.seq = best.seq ORDER BY best.distance"
         )
         result = await self.db.execute(text(sql), params)
-        return [_scored(row) for row in result.all()]
+        return [scored_row(row, float(row[11])) for row in result.all()]
 
     async def count(self, *, owner_id: str | None = None, document_id: str | None = None) -> int:
         """Number of chunk rows matching the filters."""
@@ -417,20 +417,3 @@ def _filters(
         clauses += f" AND {alias}.document_id IN (SELECT value FROM json_each(:document_ids))"
         params["document_ids"] = json.dumps(list(document_ids))
     return clauses
-
-
-def _scored(row: Any) -> ScoredChunk:
-    return ScoredChunk(
-        chunk_id=row[0],
-        document_id=row[1],
-        owner_id=row[2],
-        ordinal=row[3],
-        text=row[4],
-        heading=row[5],
-        page=row[6],
-        char_start=row[7],
-        char_end=row[8],
-        page_end=row[9],
-        page_breaks=decode_page_breaks(row[10]),
-        score=float(row[11]),
-    )

@@ -87,6 +87,26 @@ def page_at(first_page: int | None, breaks: Sequence[tuple[int, int]], offset: i
     return page
 
 
+def scored_row(row: Any, score: float) -> ScoredChunk:
+    """A search result from a row whose first 11 columns are the stores' chunk columns (id,
+    document_id, owner_id, ordinal, text, heading, page, char_start, char_end, page_end,
+    page_breaks)."""
+    return ScoredChunk(
+        chunk_id=row[0],
+        document_id=row[1],
+        owner_id=row[2],
+        ordinal=row[3],
+        text=row[4],
+        heading=row[5],
+        page=row[6],
+        char_start=row[7],
+        char_end=row[8],
+        page_end=row[9],
+        page_breaks=decode_page_breaks(row[10]),
+        score=score,
+    )
+
+
 def decode_page_breaks(raw: str | None) -> tuple[tuple[int, int], ...]:
     """Page breaks from their stored form (empty for chunks on a single page)."""
     if not raw:
