@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -10,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from botgpt.retrieval.embedders import HashEmbedder
 from botgpt.retrieval.hybrid import Hit, convex_fusion, reciprocal_rank_fusion
 from botgpt.retrieval.search import HybridSearcher, SearchParams
-from botgpt.retrieval.stores import ChunkRecord, ScoredChunk, chunk_index_for
+from botgpt.retrieval.stores import ChunkIndex, ChunkRecord, ScoredChunk, chunk_index_for
 
 
 def scored(chunk_id: str, score: float, document_id: str = "d") -> ScoredChunk:
@@ -149,3 +151,72 @@ async def test_searcher_convex_reranker_and_edge_cases(db: AsyncConnection) -> N
     assert await searcher.search("bread", owner, [], 4) == []
     with pytest.raises(ValueError):
         await searcher.search("bread", owner, None, 4, mode="fuzzy")  # type: ignore[arg-type]
+
+
+class _Turns:
+    """One connection shared by two index views, taking turns (a test stand-in for two
+    connections); records which view ran which search and whether both were in flight."""
+
+    def __init__(self, index: ChunkIndex) -> None:
+        self.index = index
+        self.lock = asyncio.Lock()
+        self.calls: list[str] = []
+        self.in_flight = 0
+        self.overlapped = False
+
+    def view(self, name: str, fail: bool = False) -> Any:
+        turns = self
+
+        class View:
+            async def keyword_search(self, *args: Any) -> list[ScoredChunk]:
+                return await turns.run(name, "keyword", turns.index.keyword_search(*args), fail)
+
+            async def vector_search(self, *args: Any) -> list[ScoredChunk]:
+                return await turns.run(name, "vector", turns.index.vector_search(*args), fail)
+
+        return View()
+
+    async def run(self, name: str, kind: str, call: Any, fail: bool) -> list[ScoredChunk]:
+        self.in_flight += 1
+        self.overlapped |= self.in_flight > 1
+        try:
+            await asyncio.sleep(0.01)  # both are now in flight when run side by side
+            async with self.lock:
+                self.calls.append(f"{name}:{kind}")
+                if fail:
+                    call.close()
+                    raise RuntimeError("vector side down")
+                result: list[ScoredChunk] = await call
+                return result
+        finally:
+            self.in_flight -= 1
+
+
+async def test_hybrid_on_two_connections_runs_both_lists_at_once(db: AsyncConnection) -> None:
+    owner = str(uuid.uuid4())
+    await _populate(db, owner)
+    index = chunk_index_for(db)
+    embedder = HashEmbedder()
+    query = "bread oven bake"
+    params = SearchParams(rrf_k=10, candidates=10)
+    alone = await HybridSearcher(index, embedder, params).search(query, owner, None, 4)
+    turns = _Turns(index)
+    paired = HybridSearcher(
+        turns.view("first"), embedder, params, vector_index=turns.view("second")
+    )
+    hits = await paired.search(query, owner, None, 4)
+    assert [h.chunk_id for h in hits] == [h.chunk_id for h in alone]
+    assert sorted(turns.calls) == ["first:keyword", "second:vector"]
+    assert turns.overlapped
+
+
+async def test_hybrid_on_two_connections_reports_a_failing_side(db: AsyncConnection) -> None:
+    owner = str(uuid.uuid4())
+    await _populate(db, owner)
+    turns = _Turns(chunk_index_for(db))
+    paired = HybridSearcher(
+        turns.view("first"), HashEmbedder(), vector_index=turns.view("second", fail=True)
+    )
+    with pytest.raises(RuntimeError, match="vector side down"):
+        await paired.search("bread oven", owner, None, 4)
+    assert turns.in_flight == 0  # the keyword side finished or was cancelled, not left running

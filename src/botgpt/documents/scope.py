@@ -187,10 +187,23 @@ class DocumentScope:
         k: int,
         mode: SearchMode | None,
     ) -> list[Hit]:
+        params = self.params(mode)
+        dimension = self.embedder.dimension
         async with self.engine.connect() as conn:
-            index = self.indexes.bind(conn, dimension=self.embedder.dimension)
-            searcher = HybridSearcher(index, self.embedder, self.params(mode))
-            return await searcher.search(query, owner_id, document_ids, k, mode=mode)
+            index = self.indexes.bind(conn, dimension=dimension)
+            if conn.dialect.name != "postgresql" or (mode or params.mode) != "hybrid":
+                searcher = HybridSearcher(index, self.embedder, params)
+                return await searcher.search(query, owner_id, document_ids, k, mode=mode)
+            # PostgreSQL runs the keyword and vector queries at once on two connections
+            # (SQLite's one file gains nothing from a second reader here).
+            async with self.engine.connect() as second:
+                searcher = HybridSearcher(
+                    index,
+                    self.embedder,
+                    params,
+                    vector_index=self.indexes.bind(second, dimension=dimension),
+                )
+                return await searcher.search(query, owner_id, document_ids, k, mode=mode)
 
 
 # --------------------------------------------------------------------------- conversation scope

@@ -9,7 +9,7 @@ from typing import Literal, Protocol
 
 from botgpt.retrieval.embedders import Embedder
 from botgpt.retrieval.hybrid import Hit, convex_fusion, reciprocal_rank_fusion, single_list_hits
-from botgpt.retrieval.stores import ChunkIndex
+from botgpt.retrieval.stores import ChunkIndex, ScoredChunk
 
 SearchMode = Literal["keyword", "vector", "hybrid"]
 FusionMethod = Literal["rrf", "convex"]
@@ -41,7 +41,9 @@ class HybridSearcher:
     """Runs keyword and/or vector search on a ``ChunkIndex`` and fuses the two lists.
 
     The query is embedded in a worker thread while the keyword query runs on the database,
-    so hybrid search costs roughly max(embed, keyword) + vector rather than their sum.
+    so hybrid search costs roughly max(embed, keyword) + vector rather than their sum. Given
+    ``vector_index`` (the same index bound to a second connection), the vector query runs
+    beside the keyword query too: max(keyword, embed + vector).
     """
 
     def __init__(
@@ -51,11 +53,13 @@ class HybridSearcher:
         params: SearchParams | None = None,
         *,
         reranker: Reranker | None = None,
+        vector_index: ChunkIndex | None = None,
     ) -> None:
         self.index = index
         self.embedder = embedder
         self.params = params or SearchParams()
         self.reranker = reranker
+        self.vector_index = vector_index
 
     async def search(
         self,
@@ -80,15 +84,7 @@ class HybridSearcher:
             return await self._finish(query, single_list_hits(found, source="vector"), k)
         if mode != "hybrid":
             raise ValueError(f"unknown search mode {mode!r}")
-        embedding_task = asyncio.ensure_future(self.embedder.embed_query(query))
-        try:
-            keyword = await self.index.keyword_search(query, owner_id, document_ids, fetch)
-        except BaseException:
-            embedding_task.cancel()
-            raise
-        vector_hits = await self.index.vector_search(
-            await embedding_task, owner_id, document_ids, fetch
-        )
+        keyword, vector_hits = await self._both_lists(query, owner_id, document_ids, fetch)
         # Fuse everything fetched; the reranker (if any) sees the full candidate list.
         if self.params.fusion == "convex":
             fused = convex_fusion(keyword, vector_hits, alpha=self.params.alpha)
@@ -101,6 +97,39 @@ class HybridSearcher:
                 vector_weight=self.params.vector_weight,
             )
         return await self._finish(query, fused, k)
+
+    async def _both_lists(
+        self, query: str, owner_id: str | None, document_ids: Sequence[str] | None, fetch: int
+    ) -> tuple[list[ScoredChunk], list[ScoredChunk]]:
+        """The keyword and vector lists, overlapped as far as the connections allow."""
+        embedding_task = asyncio.ensure_future(self.embedder.embed_query(query))
+        if self.vector_index is None:  # one connection: the two queries take turns
+            try:
+                keyword = await self.index.keyword_search(query, owner_id, document_ids, fetch)
+            except BaseException:
+                embedding_task.cancel()
+                raise
+            vector = await self.index.vector_search(
+                await embedding_task, owner_id, document_ids, fetch
+            )
+            return keyword, vector
+        side = self.vector_index
+
+        async def vector_list() -> list[ScoredChunk]:
+            return await side.vector_search(await embedding_task, owner_id, document_ids, fetch)
+
+        tasks = (
+            asyncio.ensure_future(self.index.keyword_search(query, owner_id, document_ids, fetch)),
+            asyncio.ensure_future(vector_list()),
+        )
+        try:
+            keyword, vector = await asyncio.gather(*tasks)
+        except BaseException:
+            for task in (*tasks, embedding_task):
+                task.cancel()
+            await asyncio.gather(*tasks, embedding_task, return_exceptions=True)
+            raise
+        return keyword, vector
 
     async def _finish(self, query: str, hits: list[Hit], k: int) -> list[Hit]:
         if self.reranker is not None and hits:
