@@ -222,6 +222,22 @@ async def drive(port: int, payloads: list[bytes], concurrency: int, total: int) 
     }
 
 
+def latency_ms(seconds: list[float], count_key: str = "count") -> dict[str, float | int]:
+    """p50/p95/p99/max in milliseconds of latencies in seconds, with how many and how many
+    took over one second."""
+    if len(seconds) < 2:
+        return {count_key: len(seconds)}
+    q = statistics.quantiles(seconds, n=100, method="inclusive")
+    return {
+        count_key: len(seconds),
+        "p50_ms": round(q[49] * 1000, 2),
+        "p95_ms": round(q[94] * 1000, 2),
+        "p99_ms": round(q[98] * 1000, 2),
+        "max_ms": round(max(seconds) * 1000, 2),
+        "over_1s": sum(v > 1.0 for v in seconds),
+    }
+
+
 def start_server(
     database_url: str, extra_env: dict[str, str] | None = None
 ) -> tuple[subprocess.Popen[str], int, str]:

@@ -28,7 +28,6 @@ import asyncio
 import json
 import os
 import sqlite3
-import statistics
 import sys
 import tempfile
 import time
@@ -40,7 +39,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 
 sys.path.insert(0, str(Path(__file__).parent))
-from chat_turn import Conn, build, cpu_seconds, memory_mb, setup, start_server
+from chat_turn import Conn, build, cpu_seconds, latency_ms, memory_mb, setup, start_server
 
 from botgpt.config import Settings
 from botgpt.documents.chunking import chunk_document, embedding_text
@@ -199,20 +198,6 @@ async def chat_turns(
     return latencies
 
 
-def quantiles(samples: list[float]) -> dict[str, Any]:
-    """p50/p95/p99 in milliseconds."""
-    if len(samples) < 2:
-        return {"turns": len(samples)}
-    q = statistics.quantiles(samples, n=100)
-    return {
-        "turns": len(samples),
-        "p50_ms": round(q[49] * 1000, 2),
-        "p95_ms": round(q[94] * 1000, 2),
-        "p99_ms": round(q[98] * 1000, 2),
-        "max_ms": round(max(samples) * 1000, 2),
-    }
-
-
 async def pipeline(
     args: argparse.Namespace, docs: Sequence[tuple[str, bytes]], database_url: str
 ) -> dict[str, Any]:
@@ -268,8 +253,8 @@ async def pipeline(
             "server_cpu_seconds_ingest": round(server_cpu - chat_cpu * len(during), 2),
             "server_cpu_ms_per_chat_turn": round(chat_cpu * 1000, 2),
             "server_memory": memory_mb(proc.pid),
-            "chat_idle": quantiles(idle),
-            "chat_during_ingest": quantiles(during),
+            "chat_idle": latency_ms(idle, "turns"),
+            "chat_during_ingest": latency_ms(during, "turns"),
             "server_env": {k: v for k, v in env.items() if k != "PYTHONPATH"},
         }
     finally:

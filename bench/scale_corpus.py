@@ -32,7 +32,7 @@ from numpy.typing import NDArray
 
 from botgpt.documents.chunking import chunk_document, embedding_text
 from botgpt.documents.parsing import parse_document
-from botgpt.retrieval.embedders import MiniLMOnnxEmbedder
+from botgpt.retrieval.embedders import Embedder, MiniLMOnnxEmbedder, Vectors
 from botgpt.retrieval.eval import load_beir
 from botgpt.retrieval.stores import ChunkRecord
 
@@ -89,6 +89,23 @@ class ScaledBatch:
     def document_id(self, chunk: BaseChunk) -> str:
         """Id of the copy's document holding ``chunk``."""
         return str(uuid.uuid5(_NS, f"doc/{self.copy}/{chunk.doc_id}"))
+
+
+class PrecomputedEmbedder(Embedder):
+    """Returns the corpus's stored query vectors (the database's cost without the model's).
+
+    A text it has no vector for gets a fixed direction, so an odd query still searches.
+    """
+
+    name = "minilm-precomputed"
+    dimension = 384
+
+    def __init__(self, texts: Sequence[str], vectors: NDArray[np.float32]) -> None:
+        self.vectors = {t: v for t, v in zip(texts, vectors, strict=True)}
+
+    async def embed(self, texts: Sequence[str]) -> Vectors:
+        fallback = np.full(self.dimension, 0.05, np.float32)
+        return np.stack([self.vectors.get(t, fallback) for t in texts]).astype(np.float32)
 
 
 def owner_id(index: int) -> str:

@@ -35,7 +35,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import scale_corpus as corpus
 
-from botgpt.retrieval.embedders import Embedder, Vectors
 from botgpt.retrieval.pg_keyword import RANK_BUDGET, rebuild_term_stats_sql, term_stats_ddl
 from botgpt.retrieval.pg_store import (
     HNSW_EF_CONSTRUCTION,
@@ -65,19 +64,6 @@ PG_COPY_COLUMNS = [
     "embedding_model",
     "embedding",
 ]
-
-
-class PrecomputedEmbedder(Embedder):
-    """Returns the benchmark's cached query vectors (no model in the timings)."""
-
-    name = "minilm-cached"
-    dimension = 384
-
-    def __init__(self, vectors: dict[str, NDArray[np.float32]]) -> None:
-        self.vectors = vectors
-
-    async def embed(self, texts: Sequence[str]) -> Vectors:
-        return np.stack([self.vectors[t] for t in texts]).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- PostgreSQL build
@@ -260,7 +246,7 @@ async def pg_query_figures(
     owner0 = corpus.owner_id(0)
     texts = base.query_texts
     vectors = base.query_vectors
-    embedder = PrecomputedEmbedder({texts[q]: vectors[q] for q in queries})
+    embedder = corpus.PrecomputedEmbedder([texts[q] for q in queries], vectors[list(queries)])
     owner0_docs = sorted(
         {
             b.document_id(base.chunks[i])
@@ -395,7 +381,7 @@ async def pg_ndcg(
         if batch.owner_id == owner0
         for c in base.chunks[: batch.count]
     }
-    embedder = PrecomputedEmbedder(dict(zip(base.query_texts, base.query_vectors, strict=True)))
+    embedder = corpus.PrecomputedEmbedder(base.query_texts, base.query_vectors)
     out: dict[str, Any] = {}
     for budget in budgets:
         for mode in ("keyword", "vector", "hybrid"):

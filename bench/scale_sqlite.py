@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -38,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import scale_corpus as corpus
 
 from botgpt.db import make_engine, sqlite_connect
-from botgpt.retrieval.embedders import Embedder, MiniLMOnnxEmbedder, Vectors
+from botgpt.retrieval.embedders import Embedder, MiniLMOnnxEmbedder
 from botgpt.retrieval.eval import load_beir, ndcg_at_k, recall_at_k
 from botgpt.retrieval.keywords import fts5_match_expression, keyword_terms
 from botgpt.retrieval.search import HybridSearcher, SearchMode, SearchParams
@@ -57,19 +56,6 @@ from botgpt.retrieval.stores import ChunkIndex
 K = 10
 MODES: tuple[SearchMode, ...] = ("keyword", "vector", "hybrid")
 _LAYOUT = "v2"  # bump when the cached database layout changes
-
-
-class PrecomputedEmbedder(Embedder):
-    """Returns the corpus's stored query vectors (the database's cost without the model's)."""
-
-    name = "minilm-precomputed"
-    dimension = 384
-
-    def __init__(self, texts: Sequence[str], vectors: NDArray[np.float32]) -> None:
-        self.vectors = {t: v for t, v in zip(texts, vectors, strict=True)}
-
-    async def embed(self, texts: Sequence[str]) -> Vectors:
-        return np.stack([self.vectors.get(t, np.full(384, 0.05, np.float32)) for t in texts])
 
 
 # --------------------------------------------------------------------------- shared measuring
@@ -96,7 +82,7 @@ async def measure_latencies(
                 samples.append((time.perf_counter() - started) * 1000)
                 await conn.rollback()
             out[mode] = corpus.percentiles(samples)
-    if not isinstance(embedder, PrecomputedEmbedder):
+    if not isinstance(embedder, corpus.PrecomputedEmbedder):
         samples = []
         for query in queries:
             started = time.perf_counter()
@@ -145,7 +131,7 @@ async def measure_ndcg(
     corpus, chunked and embedded as `botgpt eval retrieval` does), 300 chunks per query."""
     qrels = load_beir(data_dir).qrels["test"]
     doc_of = {corpus.chunk_id(0, i): c.doc_id for i, c in enumerate(base.chunks)}
-    embedder = PrecomputedEmbedder(base.query_texts, base.query_vectors)
+    embedder = corpus.PrecomputedEmbedder(base.query_texts, base.query_vectors)
     params = SearchParams(candidates=300)
     out: dict[str, float] = {}
     async with engine.connect() as conn:
@@ -414,7 +400,7 @@ async def sqlite_run(args: argparse.Namespace) -> dict[str, Any]:
 
 def _embedder(args: argparse.Namespace, base: corpus.BaseCorpus) -> Embedder:
     if args.embedder == "cached":
-        return PrecomputedEmbedder(base.query_texts, base.query_vectors)
+        return corpus.PrecomputedEmbedder(base.query_texts, base.query_vectors)
     return MiniLMOnnxEmbedder()
 
 

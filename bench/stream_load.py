@@ -21,11 +21,10 @@ import json
 import multiprocessing
 import random
 import signal
-import statistics
 import time
 from typing import Any
 
-from chat_turn import Conn, build, cpu_seconds, memory_mb
+from chat_turn import Conn, build, cpu_seconds, latency_ms, memory_mb
 from chat_turn import start_server as start_botgpt
 
 QUICK = "quick question"
@@ -83,21 +82,6 @@ def run_upstream(port_out: Any, tokens: int, interval: float) -> None:
         await server.serve_forever()
 
     asyncio.run(main())
-
-
-def quantiles(values: list[float]) -> dict[str, float | int]:
-    """p50/p95/p99/max in ms, and how many were over one second."""
-    if len(values) < 2:
-        return {"count": len(values)}
-    q = statistics.quantiles(values, n=100)
-    return {
-        "count": len(values),
-        "p50_ms": round(q[49] * 1000, 2),
-        "p95_ms": round(q[94] * 1000, 2),
-        "p99_ms": round(q[98] * 1000, 2),
-        "max_ms": round(max(values) * 1000, 2),
-        "over_1s": sum(v > 1.0 for v in values),
-    }
 
 
 async def stream_client(
@@ -248,11 +232,11 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             "json_turn_clients": args.turns,
             "reply_seconds_mean": round(args.tokens * args.interval, 2),
             "seconds": round(elapsed, 1),
-            "time_to_start_event": quantiles(starts),
-            "time_to_first_delta": quantiles(firsts),
-            "json_turn_latency": quantiles(turns),
+            "time_to_start_event": latency_ms(starts),
+            "time_to_first_delta": latency_ms(firsts),
+            "json_turn_latency": latency_ms(turns),
             "failed": failures,
-            "client_loop_lag": quantiles(lags),
+            "client_loop_lag": latency_ms(lags),
             "server_cpu_percent": round((cpu_seconds(proc.pid) - cpu0) / elapsed * 100, 1),
             "server_memory": memory_mb(proc.pid),
         }

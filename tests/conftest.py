@@ -8,8 +8,10 @@ import os
 import secrets
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -58,6 +60,36 @@ async def _drop_pg_database(name: str) -> None:
         await conn.close()
 
 
+def app_settings(data_dir: Path, url: str, **overrides: Any) -> Settings:
+    """Settings of an app under test: fake model, no titles, plain logs; ``overrides`` win."""
+    values: dict[str, Any] = {
+        "environment": "test",
+        "data_dir": data_dir,
+        "database_url": url,
+        "jwt_secret": secrets.token_urlsafe(40),
+        "llm_provider": "fake",
+        "llm_titles": False,
+        "log_json": False,
+        "rate_limit_auth": "",
+        **overrides,
+    }
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@asynccontextmanager
+async def backend_database(backend: str, data_dir: Path) -> AsyncIterator[str]:
+    """The URL of an empty database on ``backend``: a file in ``data_dir`` or a throwaway
+    PostgreSQL database, dropped on exit."""
+    if backend != "postgres":
+        yield f"sqlite+aiosqlite:///{data_dir / 'test.db'}"
+        return
+    url, name = await _fresh_pg_database()
+    try:
+        yield url
+    finally:
+        await _drop_pg_database(name)
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
 async def app_ctx(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -65,35 +97,22 @@ async def app_ctx(
     """The app on one backend, migrated, with a fake provider (one per backend per session)."""
     backend: str = request.param
     data_dir: Path = tmp_path_factory.mktemp(f"data-{backend}")
-    pg_name = None
-    if backend == "postgres":
-        url, pg_name = await _fresh_pg_database()
-    else:
-        url = f"sqlite+aiosqlite:///{data_dir / 'test.db'}"
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        environment="test",
-        data_dir=data_dir,
-        database_url=url,
-        jwt_secret=secrets.token_urlsafe(40),
-        llm_provider="fake",
-        llm_titles=False,
-        grounded_support_policy="off",  # the support check has tests of its own
-        llm_breaker_failures=1000,  # one app serves the whole session: keep its breaker closed
-        llm_retry_base_seconds=0.0,
-        log_json=False,
-        # Every test registers from the same address; tests/api/test_rate_limits.py swaps
-        # in tight limits where it needs them.
-        rate_limit_chat="100000/minute",
-        rate_limit_auth="",
-    )
-    fake = FakeProvider()
-    app = create_app(settings, provider=fake, run_migrations=False)
-    await migrate.upgrade(app.state.container.engine)
-    yield AppCtx(app, fake, settings, backend)
-    await app.state.container.engine.dispose()
-    if pg_name:
-        await _drop_pg_database(pg_name)
+    async with backend_database(backend, data_dir) as url:
+        settings = app_settings(
+            data_dir,
+            url,
+            grounded_support_policy="off",  # the support check has tests of its own
+            llm_breaker_failures=1000,  # one app serves the whole session: keep it closed
+            llm_retry_base_seconds=0.0,
+            # Every test registers from the same address; tests/api/test_rate_limits.py swaps
+            # in tight limits where it needs them.
+            rate_limit_chat="100000/minute",
+        )
+        fake = FakeProvider()
+        app = create_app(settings, provider=fake, run_migrations=False)
+        await migrate.upgrade(app.state.container.engine)
+        yield AppCtx(app, fake, settings, backend)
+        await app.state.container.engine.dispose()
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ from botgpt.cli import _prepare
 from botgpt.config import Settings
 from botgpt.llm.fake import FakeProvider
 from botgpt.main import create_app
-from tests.conftest import BACKENDS, _drop_pg_database, _fresh_pg_database
+from tests.conftest import BACKENDS, app_settings, backend_database
 
 CHECKS = [
     not_a_server_error,
@@ -47,19 +47,12 @@ EXAMPLES = int(os.environ.get("BOTGPT_SCHEMATHESIS_EXAMPLES", "12"))
 
 
 def _settings(data_dir: Path, url: str) -> Settings:
-    return Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        environment="test",
-        data_dir=data_dir,
-        database_url=url,
-        jwt_secret=secrets.token_urlsafe(40),
-        llm_provider="fake",
-        llm_titles=False,
+    return app_settings(
+        data_dir,
+        url,
         llm_breaker_failures=1000,
         embedding_provider="hash",
         rate_limit_chat="",
-        rate_limit_auth="",
-        log_json=False,
         log_level="WARNING",
     )
 
@@ -114,29 +107,23 @@ def _run(schema: Any, credentials: dict[str, dict[str, str]]) -> tuple[int, list
 
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_schemathesis_finds_nothing(backend: str, tmp_path: Path) -> None:
-    pg_name = None
-    if backend == "postgres":
-        url, pg_name = await _fresh_pg_database()
-    else:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'fuzz.db'}"
-    config = _settings(tmp_path, url)
-    admin_key = await _prepare(config)  # migrations and the admin's key, as `botgpt serve` does
-    assert admin_key
-    app = create_app(config, provider=FakeProvider(), run_migrations=False)
-    started = time.monotonic()
-    try:
-        schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    async with backend_database(backend, tmp_path) as url:
+        config = _settings(tmp_path, url)
+        admin_key = await _prepare(config)  # migrations and the admin's key, as `serve` does
+        assert admin_key
+        app = create_app(config, provider=FakeProvider(), run_migrations=False)
+        started = time.monotonic()
+        try:
+            schema = schemathesis.openapi.from_asgi("/openapi.json", app)
 
-        def fuzz() -> tuple[int, list[str]]:
-            credentials = {"service key": {"Authorization": f"Bearer {admin_key}"}}
-            credentials["login token"] = _login(schema)
-            return _run(schema, credentials)
+            def fuzz() -> tuple[int, list[str]]:
+                credentials = {"service key": {"Authorization": f"Bearer {admin_key}"}}
+                credentials["login token"] = _login(schema)
+                return _run(schema, credentials)
 
-        sent, failures = await asyncio.to_thread(fuzz)
-    finally:
-        await asyncio.to_thread(schemathesis_asgi.shutdown_lifespans)
-        if pg_name:
-            await _drop_pg_database(pg_name)
+            sent, failures = await asyncio.to_thread(fuzz)
+        finally:
+            await asyncio.to_thread(schemathesis_asgi.shutdown_lifespans)
     print(f"schemathesis {backend}: {sent} requests in {time.monotonic() - started:.0f}s")
     assert not failures, "\n\n".join(failures)
     assert sent > 500

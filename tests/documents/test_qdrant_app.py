@@ -5,7 +5,6 @@ the start-up sync gives rows without a point one."""
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from botgpt.documents.evaluation import evaluate_retrieval
 from botgpt.llm.fake import FakeProvider
 from botgpt.main import create_app
 from botgpt.retrieval.qdrant_store import QdrantVectors
-from tests.conftest import BACKENDS, AppCtx, UserFactory, _drop_pg_database, _fresh_pg_database
+from tests.conftest import BACKENDS, AppCtx, UserFactory, app_settings, backend_database
 from tests.documents.conftest import Docs
 from tests.documents.test_grounded import POLICY, cite_passage
 
@@ -33,36 +32,23 @@ async def qdrant_app(
     """The app on one backend with its vectors in an in-memory Qdrant, jobs running."""
     backend: str = request.param
     data_dir = tmp_path_factory.mktemp(f"qdrant-{backend}")
-    pg_name = None
-    if backend == "postgres":
-        url, pg_name = await _fresh_pg_database()
-    else:
-        url = f"sqlite+aiosqlite:///{data_dir / 'test.db'}"
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        environment="test",
-        data_dir=data_dir,
-        database_url=url,
-        jwt_secret=secrets.token_urlsafe(40),
-        llm_provider="fake",
-        llm_titles=False,
-        grounded_support_policy="off",
-        log_json=False,
-        rate_limit_chat="",
-        rate_limit_auth="",
-        vector_store="qdrant",
-        qdrant_url=":memory:",
-    )
-    fake = FakeProvider()
-    app = create_app(settings, provider=fake, run_migrations=False)
-    container = app.state.container
-    await migrate.upgrade(container.engine)
-    await container.docs.jobs.start()
-    yield AppCtx(app, fake, settings, backend)
-    await container.docs.jobs.join()
-    await container.close()
-    if pg_name:
-        await _drop_pg_database(pg_name)
+    async with backend_database(backend, data_dir) as url:
+        settings = app_settings(
+            data_dir,
+            url,
+            grounded_support_policy="off",
+            rate_limit_chat="",
+            vector_store="qdrant",
+            qdrant_url=":memory:",
+        )
+        fake = FakeProvider()
+        app = create_app(settings, provider=fake, run_migrations=False)
+        container = app.state.container
+        await migrate.upgrade(container.engine)
+        await container.docs.jobs.start()
+        yield AppCtx(app, fake, settings, backend)
+        await container.docs.jobs.join()
+        await container.close()
 
 
 @pytest.fixture

@@ -43,7 +43,6 @@ from botgpt.retrieval.stores import (
     ChunkRecord,
     DBExecutor,
     ScoredChunk,
-    as_vector,
     encode_page_breaks,
     scored_row,
 )
@@ -172,8 +171,7 @@ class PostgresChunkIndex(ChunkIndex):
             return
         rows = []
         for c in chunks:
-            vector = as_vector(c.embedding)
-            self._check_dimension(vector)
+            vector = self._checked(c.embedding)
             rows.append(
                 {
                     "id": c.id,
@@ -212,11 +210,10 @@ class PostgresChunkIndex(ChunkIndex):
         """Update the vector column of existing chunks and record the new model on them."""
         if not vectors:
             return
-        params = []
-        for chunk_id, v in vectors:
-            vector = as_vector(v)
-            self._check_dimension(vector)
-            params.append({"id": chunk_id, "m": embedding_model, "e": vector_literal(vector)})
+        params = [
+            {"id": chunk_id, "m": embedding_model, "e": vector_literal(vector)}
+            for chunk_id, vector in self._checked_pairs(vectors)
+        ]
         await self.db.execute(
             text(
                 "UPDATE chunks SET embedding = CAST(:e AS vector), embedding_model = :m "

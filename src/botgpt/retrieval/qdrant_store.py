@@ -32,7 +32,6 @@ from botgpt.retrieval.stores import (
     ChunkIndex,
     ChunkRecord,
     ScoredChunk,
-    as_vector,
     scored_row,
 )
 
@@ -318,8 +317,7 @@ class QdrantChunkIndex(ChunkIndex):
             return
         points = []
         for chunk in chunks:
-            vector = as_vector(chunk.embedding)
-            self._check_dimension(vector)
+            vector = self._checked(chunk.embedding)
             points.append((chunk.id, chunk.owner_id, chunk.document_id, vector))
         await self.vectors.upsert(points, self.dimension)
         await self.inner.add(chunks, embedding_model=embedding_model)
@@ -337,9 +335,7 @@ class QdrantChunkIndex(ChunkIndex):
         """Overwrite the points of existing chunks, then their database vectors and model."""
         if not vectors:
             return
-        arrays = [(chunk_id, as_vector(v)) for chunk_id, v in vectors]
-        for _, vector in arrays:
-            self._check_dimension(vector)
+        arrays = self._checked_pairs(vectors)
         result = await self.db.execute(_OWNERS_SQL, {"ids": [chunk_id for chunk_id, _ in arrays]})
         meta = {row[0]: (row[1], row[2]) for row in result.all()}
         await self.vectors.upsert(

@@ -39,7 +39,6 @@ from botgpt.retrieval.stores import (
     ChunkRecord,
     DBExecutor,
     ScoredChunk,
-    as_vector,
     encode_page_breaks,
     scored_row,
 )
@@ -210,9 +209,7 @@ class SqliteChunkIndex(ChunkIndex):
         """Insert rows, then vectors and FTS entries under each row's new ``seq``."""
         if not chunks:
             return
-        vectors = [as_vector(c.embedding) for c in chunks]
-        for vector in vectors:
-            self._check_dimension(vector)
+        vectors = [self._checked(c.embedding) for c in chunks]
         # seq = MAX(seq)+1 evaluated per row inside the INSERT, i.e. under SQLite's write lock,
         # so concurrent writers cannot pick the same value.
         await self.db.execute(
@@ -281,9 +278,7 @@ class SqliteChunkIndex(ChunkIndex):
         """Rewrite the vec0 rows of existing chunks and record the new model on them."""
         if not vectors:
             return
-        arrays = [(chunk_id, as_vector(v)) for chunk_id, v in vectors]
-        for _, vector in arrays:
-            self._check_dimension(vector)
+        arrays = self._checked_pairs(vectors)
         ids = json.dumps([chunk_id for chunk_id, _ in arrays])
         rows = await self.db.execute(
             text(

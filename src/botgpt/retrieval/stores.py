@@ -204,14 +204,25 @@ class ChunkIndex(abc.ABC):
         k: int,
     ) -> NDArray[np.float32] | None:
         """The checked query vector, or None when the search cannot match anything."""
-        vector = as_vector(embedding)
-        self._check_dimension(vector)
+        vector = self._checked(embedding)
         if k <= 0 or (document_ids is not None and not document_ids):
             return None
         if not np.any(vector) or not np.all(np.isfinite(vector)):
             # A zero (or NaN) query has no direction: every cosine distance would be NaN/NULL.
             return None
         return vector
+
+    def _checked(self, embedding: Sequence[float] | NDArray[np.float32]) -> NDArray[np.float32]:
+        """``embedding`` as a float32 vector of this index's dimension (else ValueError)."""
+        vector = as_vector(embedding)
+        self._check_dimension(vector)
+        return vector
+
+    def _checked_pairs(
+        self, vectors: Sequence[tuple[str, Sequence[float] | NDArray[np.float32]]]
+    ) -> list[tuple[str, NDArray[np.float32]]]:
+        """(chunk id, checked vector) pairs for ``replace_embeddings``."""
+        return [(chunk_id, self._checked(v)) for chunk_id, v in vectors]
 
     def _check_dimension(self, vector: NDArray[np.float32]) -> None:
         if vector.shape != (self.dimension,):
