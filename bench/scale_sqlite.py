@@ -82,6 +82,17 @@ async def measure_latencies(
                 samples.append((time.perf_counter() - started) * 1000)
                 await conn.rollback()
             out[mode] = corpus.percentiles(samples)
+        # Hybrid with the vector query on a second connection (its own thread), at once.
+        async with engine.connect() as second:
+            paired = HybridSearcher(make_index(conn), embedder, vector_index=make_index(second))
+            samples = []
+            for query in queries:
+                started = time.perf_counter()
+                await paired.search(query, owner, None, K, mode="hybrid")
+                samples.append((time.perf_counter() - started) * 1000)
+                await conn.rollback()
+                await second.rollback()
+            out["hybrid_two_connections"] = corpus.percentiles(samples)
     if not isinstance(embedder, corpus.PrecomputedEmbedder):
         samples = []
         for query in queries:

@@ -42,7 +42,8 @@ def upgrade() -> None:
         return
     op.execute(KEEP_VECTORS_INLINE)  # rows written from now on; old rows stay as they are
     op.execute(f"DROP INDEX IF EXISTS {_OLD_INDEX}")
-    op.execute(hnsw_index_ddl(_dimension()))
+    # The graph parameters of this revision (0014 rebuilds with denser ones).
+    op.execute(hnsw_index_ddl(_dimension(), m=16, ef_construction=64))
     for statement in term_stats_ddl():
         op.execute(statement)
     for statement in rebuild_term_stats_sql():
