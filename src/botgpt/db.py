@@ -21,8 +21,10 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.pool import QueuePool
 
 from botgpt.files import private_file
+from botgpt.retrieval.sqlite_store import QUERY_TERMS_DDL
 
 _SQLITE_ERRORS = (
     "DatabaseError",
@@ -81,6 +83,8 @@ def sqlite_connect(path: str) -> Any:
     # No checkpoint inside a commit (it would make that commit, and every transaction queued
     # behind it, wait for the copy and its fsync): the SQL runner's checkpointer thread does it.
     conn.execute("PRAGMA wal_autocheckpoint=0")
+    for statement in QUERY_TERMS_DDL:  # temp objects, outside any transaction
+        conn.execute(statement)
     return conn
 
 
@@ -136,6 +140,21 @@ def _ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
             dialect.do_ping(dbapi_connection)
         except Exception as e:
             raise exc.InvalidatePoolError(f"ping failed: {type(e).__name__}") from e
+
+
+def has_spare_connection(engine: AsyncEngine) -> bool:
+    """Whether the pool would hand out one more connection now, without waiting.
+
+    A request that holds a connection and takes a second one (hybrid search's parallel
+    queries) asks first: were every pooled connection held by such requests, each would
+    wait for the others' second connection until the pool timeout.
+    """
+    pool = engine.sync_engine.pool
+    if not isinstance(pool, QueuePool):
+        return False
+    # overflow() counts up from -pool_size as connections are opened (both engines here
+    # allow no overflow): below zero, a new connection can still be opened.
+    return pool.checkedin() > 0 or pool.overflow() < 0
 
 
 def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:

@@ -18,7 +18,11 @@ chunks exist.
 ``chunks_fts`` (contentless FTS5, porter stemming; text is read back from ``chunks``) indexes
 the owner as a token in its own column: a search filtered to one owner ANDs that token with
 the query words, so FTS5 walks only that owner's postings instead of ranking every owner's
-matches and dropping them after.
+matches and dropping them after. A query's terms found in more than ``COMMON_TERM_SHARE`` of all
+chunks are left out of the MATCH while rarer ones remain: BM25 gives them little weight, yet
+each one's matches would all be ranked (a "1" or "show" matches a quarter of SciFact's chunks).
+The query is tokenized by an FTS5 table of its own in the connection's temp schema, so the
+terms looked up in ``chunks_fts``'s vocabulary are the stems FTS5 indexed.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from botgpt.retrieval.keywords import fts5_match_expression, keyword_terms
 from botgpt.retrieval.stores import (
@@ -106,6 +111,24 @@ def quantize(vectors: NDArray[np.float32], quantizer: Quantizer) -> NDArray[Any]
     return np.rint(vectors * scale).astype(np.int8)
 
 
+# Chosen with bench/scale_retrieval.py --store sqlite (README): at 100k chunks across owners,
+# keyword p50 32 -> 18 ms (share 0.2: 22 ms, 0.1: 15 ms); SciFact test nDCG@10 hybrid 0.718 ->
+# 0.719, BM25 0.688 -> 0.684 (0.2: 0.688, 0.1: 0.675).
+COMMON_TERM_SHARE = 0.15
+COMMON_TERM_ROWS = 2000
+_FTS_TOKENIZER = "porter unicode61 remove_diacritics 2"
+# Per connection (temp schema), made when the connection opens (botgpt.db) so that a search's
+# rolled-back transaction cannot take them away: a one-row FTS5 table that tokenizes the query
+# like chunks_fts, its per-token view, and chunks_fts's vocabulary (documents per term).
+QUERY_TERMS_DDL = (
+    "CREATE VIRTUAL TABLE IF NOT EXISTS temp.query_words USING fts5(w, "
+    f"tokenize='{_FTS_TOKENIZER}')",
+    "CREATE VIRTUAL TABLE IF NOT EXISTS temp.query_words_at "
+    "USING fts5vocab(temp, query_words, 'instance')",
+    "CREATE VIRTUAL TABLE IF NOT EXISTS temp.chunk_terms USING fts5vocab(main, chunks_fts, 'row')",
+)
+
+
 def owner_token(owner_id: str) -> str:
     """The FTS5 token of an owner: 65 characters, beyond what the porter stemmer alters."""
     return "o" + hashlib.sha256(owner_id.encode()).hexdigest()
@@ -138,10 +161,10 @@ def sqlite_ddl(dimension: int, quantizer: Quantizer = DEFAULT_QUANTIZER) -> list
             {vec_column(dimension, quantizer)},
             +vector BLOB
         )""",
-        """CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
+        f"""CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
             heading, text, owner,
             content='', contentless_delete=1,
-            tokenize='porter unicode61 remove_diacritics 2'
+            tokenize='{_FTS_TOKENIZER}'
         )""",
         """CREATE TRIGGER IF NOT EXISTS chunks_after_delete AFTER DELETE ON chunks BEGIN
             DELETE FROM chunks_vec WHERE rowid = old.seq;
@@ -170,6 +193,8 @@ class SqliteChunkIndex(ChunkIndex):
         text_weight: float = 1.0,
         quantizer: Quantizer = DEFAULT_QUANTIZER,
         oversample: int = DEFAULT_OVERSAMPLE,
+        common_term_share: float = COMMON_TERM_SHARE,
+        common_term_rows: int = COMMON_TERM_ROWS,
     ) -> None:
         super().__init__(db, dimension=dimension)
         # bm25() column weights: a match in a heading/title can count more than in the body.
@@ -179,6 +204,8 @@ class SqliteChunkIndex(ChunkIndex):
         # among the candidates(k, oversample) nearest by compact distance.
         self.quantizer = quantizer_for(dimension, quantizer)
         self.oversample = max(1, oversample)
+        self.common_term_share = common_term_share  # 1.0 or more keeps every term
+        self.common_term_rows = common_term_rows
 
     def _vec_rows(
         self, rows: Sequence[tuple[int, str, str, NDArray[np.float32]]]
@@ -314,6 +341,7 @@ class SqliteChunkIndex(ChunkIndex):
         terms = keyword_terms(query)
         if not terms or k <= 0 or (document_ids is not None and not document_ids):
             return []
+        terms = await self._without_common(terms)
         match = "{heading text} : (" + fts5_match_expression(terms) + ")"
         if owner_id is not None:
             # Inside the MATCH, so FTS5 skips other owners' postings; the filter on c.owner_id
@@ -350,6 +378,38 @@ class SqliteChunkIndex(ChunkIndex):
         )
         result = await self.db.execute(text(sql), params)
         return [scored_row(row, float(row[11])) for row in result.all()]
+
+    async def _without_common(self, terms: list[str]) -> list[str]:
+        """``terms`` less those in more than ``common_term_share`` of the chunks, unless that
+        would leave none."""
+        if len(terms) < 2 or self.common_term_share >= 1.0:
+            return terms
+        try:
+            await self.db.execute(text("DELETE FROM temp.query_words"))
+        except OperationalError:  # a connection not opened by botgpt.db.sqlite_connect
+            for statement in QUERY_TERMS_DDL:
+                await self.db.execute(text(statement))
+        await self.db.execute(
+            text("INSERT INTO temp.query_words (w) VALUES (:w)"), {"w": " ".join(terms)}
+        )
+        # Each term is one token (keyword_terms splits like unicode61): offset i is terms[i].
+        result = await self.db.execute(
+            text(
+                "SELECT q.offset, COALESCE(v.doc, 0), (SELECT MAX(seq) FROM chunks) "
+                "FROM temp.query_words_at q LEFT JOIN temp.chunk_terms v ON v.term = q.term"
+            )
+        )
+        rows = result.all()
+        if not rows:
+            return terms
+        # MAX(seq) counts deleted chunks too: a share can only be underestimated. Below
+        # common_term_rows matches, ranking them all costs about a millisecond: kept.
+        limit = max(self.common_term_share * int(rows[0][2] or 0), self.common_term_rows)
+        frequency = {int(offset): int(documents) for offset, documents, _ in rows}
+        kept = [i for i in range(len(terms)) if frequency.get(i, 0) <= limit]
+        if not any(frequency.get(i, 0) for i in kept):  # nothing left that matches anything
+            return terms
+        return [terms[i] for i in kept]
 
     async def vector_search(
         self,
