@@ -67,10 +67,12 @@ def sqlite_path(url: str) -> str:
     return path or ":memory:"
 
 
-def sqlite_connect(path: str) -> Any:
+def sqlite_connect(path: str, *, search: bool = False) -> Any:
     """A sqlean connection with sqlite-vec loaded, WAL and a generous busy timeout.
 
     Automatic checkpoints are off: `botgpt.sqlrunner.Checkpointer` runs them on a thread.
+    ``search``: the connection also gets the temp tables keyword search uses (the pool's
+    connections; not the writer's nor the checkpointer's, whose checkpoint they would block).
     """
     conn = sqlean.connect(path, check_same_thread=False, timeout=30)
     conn.enable_load_extension(True)
@@ -83,8 +85,9 @@ def sqlite_connect(path: str) -> Any:
     # No checkpoint inside a commit (it would make that commit, and every transaction queued
     # behind it, wait for the copy and its fsync): the SQL runner's checkpointer thread does it.
     conn.execute("PRAGMA wal_autocheckpoint=0")
-    for statement in QUERY_TERMS_DDL:  # temp objects, outside any transaction
-        conn.execute(statement)
+    if search:
+        for statement in QUERY_TERMS_DDL:  # temp objects, made outside any transaction
+            conn.execute(statement)
     return conn
 
 
@@ -96,7 +99,7 @@ def _make_sqlite_engine(url: str) -> AsyncEngine:
 
     async def creator() -> Any:
         return await aiosqlite.core.Connection(
-            functools.partial(sqlite_connect, path), iter_chunk_size=64
+            functools.partial(sqlite_connect, path, search=True), iter_chunk_size=64
         )
 
     # SQLite has one writer: a small pool avoids lock churn while letting reads overlap.
