@@ -12,27 +12,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from botgpt import migrate
 from botgpt.db import make_engine
-from botgpt.retrieval.pg_store import HNSW_EF_CONSTRUCTION, HNSW_INDEX, HNSW_M, hnsw_index_ddl
-from botgpt.retrieval.stores import ChunkRecord, chunk_index_for
+from botgpt.retrieval.pg_store import (
+    HNSW_EF_CONSTRUCTION,
+    HNSW_INDEX,
+    HNSW_M,
+    PostgresChunkIndex,
+    hnsw_index_ddl,
+)
+from botgpt.retrieval.stores import chunk_index_for
 from tests.conftest import backend_database
+from tests.retrieval.test_pg_scale import _add_vectors
 
 DIM = 384
-
-
-def _records(vectors: np.ndarray) -> list[ChunkRecord]:
-    return [
-        ChunkRecord(
-            id=f"c{i}",
-            document_id="d1",
-            owner_id="o1",
-            ordinal=i,
-            text=f"chunk number {i}",
-            embedding=vector,
-            char_start=0,
-            char_end=10,
-        )
-        for i, vector in enumerate(vectors)
-    ]
 
 
 async def test_0014_rebuilds_the_graph_and_search_still_finds(tmp_path: Path) -> None:
@@ -55,7 +46,9 @@ async def _check_upgrade_and_back(engine: AsyncEngine) -> None:
         await conn.execute(text(hnsw_index_ddl(DIM, m=16, ef_construction=64)))
         # Chunks without their user and document rows: only the vectors matter here.
         await conn.execute(text("SET LOCAL session_replication_role = replica"))
-        await chunk_index_for(conn).add(_records(vectors), embedding_model="t")
+        index = chunk_index_for(conn)
+        assert isinstance(index, PostgresChunkIndex)
+        ids = await _add_vectors(index, "o1", vectors)
 
     async def options_and_nearest() -> tuple[list[str], str]:
         async with engine.connect() as conn:
@@ -67,14 +60,14 @@ async def _check_upgrade_and_back(engine: AsyncEngine) -> None:
             hits = await index.vector_search(vectors[42], None, None, 3)
             return list(found.scalar_one()), hits[0].chunk_id
 
-    assert await options_and_nearest() == (["m=16", "ef_construction=64"], "c42")
+    assert await options_and_nearest() == (["m=16", "ef_construction=64"], ids[42])
     await migrate.upgrade(engine)
     expected = [f"m={HNSW_M}", f"ef_construction={HNSW_EF_CONSTRUCTION}"]
-    assert await options_and_nearest() == (expected, "c42")
+    assert await options_and_nearest() == (expected, ids[42])
 
     def down(conn: Connection) -> None:
         command.downgrade(migrate.alembic_config(conn), "0013_pgscale_chunk_search")
 
     async with engine.begin() as conn:
         await conn.run_sync(down)
-    assert await options_and_nearest() == (["m=16", "ef_construction=64"], "c42")
+    assert await options_and_nearest() == (["m=16", "ef_construction=64"], ids[42])
