@@ -85,9 +85,10 @@ class HybridSearcher:
         if mode != "hybrid":
             raise ValueError(f"unknown search mode {mode!r}")
         keyword, vector_hits = await self._both_lists(query, owner_id, document_ids, fetch)
-        # Fuse everything fetched; the reranker (if any) sees the full candidate list.
+        # The reranker (if any) sees the full fused candidate list; otherwise only k are kept.
+        limit = None if self.reranker is not None else k
         if self.params.fusion == "convex":
-            fused = convex_fusion(keyword, vector_hits, alpha=self.params.alpha)
+            fused = convex_fusion(keyword, vector_hits, alpha=self.params.alpha, limit=limit)
         else:
             fused = reciprocal_rank_fusion(
                 keyword,
@@ -95,6 +96,7 @@ class HybridSearcher:
                 k=self.params.rrf_k,
                 keyword_weight=self.params.keyword_weight,
                 vector_weight=self.params.vector_weight,
+                limit=limit,
             )
         return await self._finish(query, fused, k)
 
