@@ -108,10 +108,33 @@ class AnswerCache:
             await self.runner.run(lambda conn: _store(conn, key, owner_id, hit, expires))
             return
         raw = json.dumps({"answer": answer, "citations": citations})
+        owned = _owner_set(owner_id)
         try:
-            await self._redis.client.set(f"botgpt:answer:{key}", raw, ex=self.ttl)
+            # The owner's set of keys lets erasure find the entries (the key is a hash).
+            pipe = self._redis.client.pipeline(transaction=True)
+            pipe.set(f"botgpt:answer:{key}", raw, ex=self.ttl)
+            pipe.sadd(owned, key)
+            pipe.expire(owned, self.ttl)
+            await pipe.execute()
         except (RedisError, OSError):
             log.warning("answer cache: Redis unreachable, answer not kept")
+
+    async def forget_owner(self, owner_id: str) -> None:
+        """Drop every cached answer of an owner (erasure; the database's rows cascade)."""
+        if self._redis is None:
+            await self.runner.run(
+                lambda conn: conn.execute(delete(_table).where(_table.c.owner_id == owner_id))
+            )
+            return
+        owned = _owner_set(owner_id)
+        client = self._redis.client
+        try:
+            keys = await client.smembers(owned)
+            names = [f"botgpt:answer:{k.decode() if isinstance(k, bytes) else k}" for k in keys]
+            await client.delete(*names, owned)
+        except (RedisError, OSError):
+            # The rows are gone already; the entries expire with their TTL.
+            log.warning("answer cache: Redis unreachable, an erased owner's answers stay cached")
 
     async def aclose(self) -> None:
         """Close the Redis connections, if any."""
@@ -120,6 +143,10 @@ class AnswerCache:
 
 
 _table = cast(Table, CachedAnswer.__table__)
+
+
+def _owner_set(owner_id: str) -> str:
+    return f"botgpt:answer-owner:{owner_id}"
 
 
 def _load(conn: Connection, key: str) -> Hit | None:

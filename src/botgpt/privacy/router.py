@@ -50,5 +50,5 @@ async def erase_me(
     """Erase the caller's account with its conversations, documents and credentials."""
     subject = await service.find_subject(db, principal, user_id)
     documents: DocumentService = c.docs.documents
-    await service.erase(db, c.auth, documents, principal.user_id, subject)
+    await service.erase(db, c.auth, documents, principal.user_id, subject, [c.chat.answers])
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
+from typing import Protocol
 
 import orjson
 from pydantic import BaseModel
@@ -138,14 +139,23 @@ async def _id_batches(
 
 
 # -- erasure --------------------------------------------------------------------------------
+class OwnerCache(Protocol):
+    """A cache holding an owner's data outside the database (the chat's answer cache)."""
+
+    async def forget_owner(self, owner_id: str) -> None:
+        """Drop everything kept for ``owner_id``."""
+
+
 async def erase(
     db: AsyncSession,
     auth: AuthService,
     documents: DocumentService,
     actor_id: str,
     subject: User,
+    caches: Sequence[OwnerCache] = (),
 ) -> None:
-    """Delete the user's documents (files, chunks, vectors, keywords), then the user row.
+    """Delete the user's documents (files, chunks, vectors, keywords), then the user row,
+    then what ``caches`` keep of them.
 
     The row's foreign keys cascade to conversations, messages, their document links, API
     keys, refresh tokens and idempotency records.
@@ -184,6 +194,8 @@ async def erase(
         await documents.blobs.delete(key)
     await documents.forget_owner(subject_id)  # vectors of late documents (Qdrant)
     await auth.forget_user(subject_id, session_ids)
+    for cache in caches:
+        await cache.forget_owner(subject_id)
     log.info("user erased", extra={"actor_id": actor_id, "subject_id": subject_id})
 
 
