@@ -86,6 +86,8 @@ def sqlite_connect(path: str, *, search: bool = False) -> Any:
     # behind it, wait for the copy and its fsync): the SQL runner's checkpointer thread does it.
     conn.execute("PRAGMA wal_autocheckpoint=0")
     if search:
+        # The temp schema in memory: no temp file per connection (nor a writable /tmp needed).
+        conn.execute("PRAGMA temp_store=MEMORY")
         for statement in QUERY_TERMS_DDL:  # temp objects, made outside any transaction
             conn.execute(statement)
     return conn
