@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -126,3 +127,27 @@ class Docs:
 def docs(client: httpx.AsyncClient, ctx: AppCtx, jobs_running: None) -> Docs:
     """Document helpers bound to the app under test."""
     return Docs(client, ctx)
+
+
+BEIR_CORPUS = [
+    ("d1", "Volcanoes", "Magma rises through the crust and erupts as lava."),
+    ("d2", "Tides", "The moon's gravity pulls the oceans and causes tides."),
+    ("d3", "Bread", "Yeast ferments sugars in dough, producing carbon dioxide."),
+]
+
+
+def write_beir(folder: Path, queries: list[tuple[str, str]], relevant: dict[str, str]) -> Path:
+    """A three-document data set in BEIR's layout (corpus, queries, test qrels) in ``folder``.
+
+    ``relevant`` maps each query id to the id of its one relevant document.
+    """
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "corpus.jsonl").write_text(
+        "\n".join(json.dumps({"_id": i, "title": t, "text": x}) for i, t, x in BEIR_CORPUS)
+    )
+    (folder / "queries.jsonl").write_text(
+        "\n".join(json.dumps({"_id": i, "text": t}) for i, t in queries)
+    )
+    qrels = "".join(f"{q}\t{d}\t1\n" for q, d in relevant.items())
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + qrels)
+    return folder

@@ -9,6 +9,7 @@ import pytest
 
 from botgpt.cli import main
 from tests.documents import samples
+from tests.documents.conftest import write_beir
 
 
 @pytest.fixture
@@ -48,21 +49,8 @@ def test_ingest_folder_reports_each_file(
 def test_eval_retrieval_prints_metrics(
     data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    beir = tmp_path / "beir"
-    (beir / "qrels").mkdir(parents=True)
-    corpus = [
-        ("d1", "Volcanoes", "Magma rises through the crust and erupts as lava."),
-        ("d2", "Tides", "The moon's gravity pulls the oceans and causes tides."),
-        ("d3", "Bread", "Yeast ferments sugars in dough, producing carbon dioxide."),
-    ]
-    (beir / "corpus.jsonl").write_text(
-        "\n".join(json.dumps({"_id": i, "title": t, "text": x}) for i, t, x in corpus)
-    )
     queries = [("q1", "what causes ocean tides"), ("q2", "how does lava form")]
-    (beir / "queries.jsonl").write_text(
-        "\n".join(json.dumps({"_id": i, "text": t}) for i, t in queries)
-    )
-    (beir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td2\t1\nq2\td1\t1\n")
+    beir = write_beir(tmp_path / "beir", queries, {"q1": "d2", "q2": "d1"})
     main(["eval", "retrieval", "--dataset", str(beir), "--mode", "hybrid"])
     lines = capsys.readouterr().out.strip().splitlines()
     report = json.loads(lines[-1])

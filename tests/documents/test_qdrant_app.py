@@ -4,7 +4,6 @@ the start-up sync gives rows without a point one."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from botgpt.llm.fake import FakeProvider
 from botgpt.main import create_app
 from botgpt.retrieval.qdrant_store import QdrantVectors
 from tests.conftest import BACKENDS, AppCtx, UserFactory, app_settings, backend_database
-from tests.documents.conftest import Docs
+from tests.documents.conftest import Docs, write_beir
 from tests.documents.test_grounded import POLICY, cite_passage
 
 
@@ -164,20 +163,7 @@ async def test_retrieval_evaluation_runs_on_qdrant(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`botgpt eval retrieval` measures the configured store: its vector search is Qdrant's."""
-    beir = tmp_path / "beir"
-    (beir / "qrels").mkdir(parents=True)
-    corpus = [
-        ("d1", "Volcanoes", "Magma rises through the crust and erupts as lava."),
-        ("d2", "Tides", "The moon's gravity pulls the oceans and causes tides."),
-        ("d3", "Bread", "Yeast ferments sugars in dough, producing carbon dioxide."),
-    ]
-    (beir / "corpus.jsonl").write_text(
-        "\n".join(json.dumps({"_id": i, "title": t, "text": x}) for i, t, x in corpus)
-    )
-    (beir / "queries.jsonl").write_text(
-        json.dumps({"_id": "q1", "text": "what pulls the sea twice a day"})
-    )
-    (beir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td2\t1\n")
+    beir = write_beir(tmp_path / "beir", [("q1", "what pulls the sea twice a day")], {"q1": "d2"})
     searches: list[int] = []
     original = QdrantVectors.search
 

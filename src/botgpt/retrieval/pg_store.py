@@ -39,6 +39,7 @@ from botgpt.retrieval.pg_keyword import (
     term_stats_sql,
 )
 from botgpt.retrieval.stores import (
+    CheckedVectors,
     ChunkIndex,
     ChunkRecord,
     DBExecutor,
@@ -208,18 +209,11 @@ class PostgresChunkIndex(ChunkIndex):
             rows,
         )
 
-    async def replace_embeddings(
-        self,
-        vectors: Sequence[tuple[str, Sequence[float] | NDArray[np.float32]]],
-        *,
-        embedding_model: str,
-    ) -> None:
+    async def _replace_checked(self, vectors: CheckedVectors, embedding_model: str) -> None:
         """Update the vector column of existing chunks and record the new model on them."""
-        if not vectors:
-            return
         params = [
             {"id": chunk_id, "m": embedding_model, "e": vector_literal(vector)}
-            for chunk_id, vector in self._checked_pairs(vectors)
+            for chunk_id, vector in vectors
         ]
         await self.db.execute(
             text(

@@ -29,6 +29,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from botgpt.retrieval.stores import (
+    CheckedVectors,
     ChunkIndex,
     ChunkRecord,
     ScoredChunk,
@@ -326,22 +327,14 @@ class QdrantChunkIndex(ChunkIndex):
         """(chunk id, heading, text) of a document's chunks in order."""
         return await self.inner.chunk_texts(document_id)
 
-    async def replace_embeddings(
-        self,
-        vectors: Sequence[tuple[str, Sequence[float] | NDArray[np.float32]]],
-        *,
-        embedding_model: str,
-    ) -> None:
+    async def _replace_checked(self, vectors: CheckedVectors, embedding_model: str) -> None:
         """Overwrite the points of existing chunks, then their database vectors and model."""
-        if not vectors:
-            return
-        arrays = self._checked_pairs(vectors)
-        result = await self.db.execute(_OWNERS_SQL, {"ids": [chunk_id for chunk_id, _ in arrays]})
+        result = await self.db.execute(_OWNERS_SQL, {"ids": [chunk_id for chunk_id, _ in vectors]})
         meta = {row[0]: (row[1], row[2]) for row in result.all()}
         await self.vectors.upsert(
-            [(cid, *meta[cid], vector) for cid, vector in arrays if cid in meta], self.dimension
+            [(cid, *meta[cid], vector) for cid, vector in vectors if cid in meta], self.dimension
         )
-        await self.inner.replace_embeddings(vectors, embedding_model=embedding_model)
+        await self.inner._replace_checked(vectors, embedding_model)  # checked once, here
 
     async def delete_document(self, document_id: str) -> int:
         """Delete the rows now; their points go in ``committed``."""

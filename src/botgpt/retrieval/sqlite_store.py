@@ -40,6 +40,7 @@ from sqlalchemy.exc import OperationalError
 
 from botgpt.retrieval.keywords import fts5_match_expression, keyword_terms
 from botgpt.retrieval.stores import (
+    CheckedVectors,
     ChunkIndex,
     ChunkRecord,
     DBExecutor,
@@ -296,17 +297,9 @@ class SqliteChunkIndex(ChunkIndex):
             ],
         )
 
-    async def replace_embeddings(
-        self,
-        vectors: Sequence[tuple[str, Sequence[float] | NDArray[np.float32]]],
-        *,
-        embedding_model: str,
-    ) -> None:
+    async def _replace_checked(self, vectors: CheckedVectors, embedding_model: str) -> None:
         """Rewrite the vec0 rows of existing chunks and record the new model on them."""
-        if not vectors:
-            return
-        arrays = self._checked_pairs(vectors)
-        ids = json.dumps([chunk_id for chunk_id, _ in arrays])
+        ids = json.dumps([chunk_id for chunk_id, _ in vectors])
         rows = await self.db.execute(
             text(
                 "SELECT id, seq, owner_id, document_id FROM chunks "
@@ -315,7 +308,7 @@ class SqliteChunkIndex(ChunkIndex):
             {"ids": ids},
         )
         meta = {row[0]: (row[1], row[2], row[3]) for row in rows.all()}
-        present = [(chunk_id, vector) for chunk_id, vector in arrays if chunk_id in meta]
+        present = [(chunk_id, vector) for chunk_id, vector in vectors if chunk_id in meta]
         if present:
             # vec0 rows are replaced whole (delete + insert keeps partition/metadata columns).
             await self.db.execute(
@@ -384,14 +377,14 @@ class SqliteChunkIndex(ChunkIndex):
         would leave none."""
         if len(terms) < 2 or self.common_term_share >= 1.0:
             return terms
+        # One row, replaced in place: no DELETE round trip per search.
+        store = text("INSERT OR REPLACE INTO temp.query_words (rowid, w) VALUES (1, :w)")
         try:
-            await self.db.execute(text("DELETE FROM temp.query_words"))
+            await self.db.execute(store, {"w": " ".join(terms)})
         except OperationalError:  # a connection not opened by botgpt.db.sqlite_connect
             for statement in QUERY_TERMS_DDL:
                 await self.db.execute(text(statement))
-        await self.db.execute(
-            text("INSERT INTO temp.query_words (w) VALUES (:w)"), {"w": " ".join(terms)}
-        )
+            await self.db.execute(store, {"w": " ".join(terms)})
         # Each term is one token (keyword_terms splits like unicode61): offset i is terms[i].
         result = await self.db.execute(
             text(

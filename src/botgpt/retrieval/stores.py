@@ -115,6 +115,10 @@ def decode_page_breaks(raw: str | None) -> tuple[tuple[int, int], ...]:
     return tuple((int(offset), int(page)) for offset, page in pairs)
 
 
+# (chunk id, vector) pairs whose vectors have the index's dimension.
+CheckedVectors = list[tuple[str, NDArray[np.float32]]]
+
+
 class ChunkIndex(abc.ABC):
     """Stores chunks with their embedding and keyword index; searches them per owner.
 
@@ -143,7 +147,6 @@ class ChunkIndex(abc.ABC):
         )
         return [(row[0], row[1], row[2]) for row in result.all()]
 
-    @abc.abstractmethod
     async def replace_embeddings(
         self,
         vectors: Sequence[tuple[str, Sequence[float] | NDArray[np.float32]]],
@@ -151,6 +154,12 @@ class ChunkIndex(abc.ABC):
         embedding_model: str,
     ) -> None:
         """Swap the vectors of existing chunks (by id) for ones of another embedding model."""
+        if vectors:
+            await self._replace_checked(self._checked_pairs(vectors), embedding_model)
+
+    @abc.abstractmethod
+    async def _replace_checked(self, vectors: CheckedVectors, embedding_model: str) -> None:
+        """``replace_embeddings`` once the vectors are checked (ids not found are skipped)."""
 
     async def delete_document(self, document_id: str) -> int:
         """Remove every chunk of a document from all tables; returns how many were removed.
@@ -220,7 +229,7 @@ class ChunkIndex(abc.ABC):
 
     def _checked_pairs(
         self, vectors: Sequence[tuple[str, Sequence[float] | NDArray[np.float32]]]
-    ) -> list[tuple[str, NDArray[np.float32]]]:
+    ) -> CheckedVectors:
         """(chunk id, checked vector) pairs for ``replace_embeddings``."""
         return [(chunk_id, self._checked(v)) for chunk_id, v in vectors]
 

@@ -147,7 +147,8 @@ def _dimension(vec_schema: str) -> int:
     return dimension
 
 
-def upgrade() -> None:
+def _convert(compact: bool) -> None:
+    """Bring vectors and keywords to the compact layout (with the owner token) or back."""
     bind = op.get_bind()
     if bind.dialect.name != "sqlite":
         return
@@ -155,21 +156,15 @@ def upgrade() -> None:
     if not vec_schema:
         return
     dimension = _dimension(vec_schema)
-    if "+vector" not in vec_schema:
-        _copy_vectors(bind, dimension, compact=True)
-    if not re.search(r"\bowner\s*,", _schema(bind, "chunks_fts")):
-        _rebuild_fts(bind, dimension, with_owner=True)
+    if ("+vector" in vec_schema) != compact:
+        _copy_vectors(bind, dimension, compact=compact)
+    if bool(re.search(r"\bowner\s*,", _schema(bind, "chunks_fts"))) != compact:
+        _rebuild_fts(bind, dimension, with_owner=compact)
+
+
+def upgrade() -> None:
+    _convert(compact=True)
 
 
 def downgrade() -> None:
-    bind = op.get_bind()
-    if bind.dialect.name != "sqlite":
-        return
-    vec_schema = _schema(bind, "chunks_vec")
-    if not vec_schema:
-        return
-    dimension = _dimension(vec_schema)
-    if "+vector" in vec_schema:
-        _copy_vectors(bind, dimension, compact=False)
-    if re.search(r"\bowner\s*,", _schema(bind, "chunks_fts")):
-        _rebuild_fts(bind, dimension, with_owner=False)
+    _convert(compact=False)
